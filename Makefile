@@ -1,0 +1,79 @@
+# Two commands on a fresh machine: `make demo` (the main job) and `make test` (the tests).
+# Both run `make setup` first; a second setup takes seconds.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# --- settings (override on the command line or in the environment) -------------------
+# Python 3.11 for the project environment.
+PYTHON311   ?= $(or $(shell command -v python3.11 2>/dev/null),$(firstword $(wildcard $(HOME)/.pyenv/versions/3.11.*/bin/python)),python3)
+# Python 3.10 for the Rasa server's own environment (Rasa 3.6 needs it).
+RASA_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python) $(shell command -v python3.10 2>/dev/null))
+RASA_VENV   ?= .venv-rasa
+# `cpu` (faiss-cpu) or `gpu` (faiss-gpu-cu12, for machines with a CUDA GPU).
+FAISS       ?= cpu
+PYTEST_ARGS ?=
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+UV_VERSION := 0.13.9
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE ?= hardlink
+
+.PHONY: help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: venv rasa-env kafka-jars  ## create both Python environments and fetch the Kafka jars
+
+.tools/bin/uv:
+	$(PYTHON311) -m venv .tools
+	.tools/bin/pip install -q uv==$(UV_VERSION)
+
+venv: $(UV)  ## the project environment (.venv, Python 3.11) from uv.lock
+	$(UV) sync --frozen --extra $(FAISS) --python $(PYTHON311) --quiet
+
+rasa-env: $(UV)  ## the Rasa 3.6 server environment ($(RASA_VENV), Python 3.10)
+	@test -n "$(RASA_PYTHON)" || { echo "error: no Python 3.10 found for Rasa; set RASA_PYTHON=/path/to/python3.10" >&2; exit 1; }
+	@test -x $(RASA_VENV)/bin/python || $(UV) venv --quiet --python $(RASA_PYTHON) $(RASA_VENV)
+	@cmp -s infra/rasa/requirements.lock $(RASA_VENV)/.installed.lock || { \
+	  VIRTUAL_ENV=$(RASA_VENV) $(UV) pip sync --quiet infra/rasa/requirements.lock && \
+	  cp infra/rasa/requirements.lock $(RASA_VENV)/.installed.lock; }
+
+kafka-jars: venv  ## the Kafka broker's jars from Maven Central (var/kafka/lib)
+	$(PY) -m infra.kafka fetch
+
+test: setup  ## run the test suite (starts and stops the services its tests need)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv  ## unit tests only (no broker, no Rasa training)
+	$(PY) -m pytest -m "not slow and not kafka and not rasa" $(PYTEST_ARGS)
+
+lint: venv  ## ruff
+	$(VENV)/bin/ruff check core apps infra tests
+
+demo: setup  ## the main job on embedded defaults
+	$(PY) -m infra.demo
+
+up: setup  ## start every long-lived service (Kafka first) under honcho
+	$(PY) -m infra.stack up
+
+down:  ## stop every service started by `make up` or `make kafka-up`
+	@test -x $(PY) && $(PY) -m infra.stack down || echo "nothing to stop (no environment yet)"
+
+status:  ## say what runs
+	@$(PY) -m infra.stack status
+
+kafka-up: venv kafka-jars  ## start the local Kafka broker; returns when it answers metadata requests
+	$(PY) -m infra.kafka up
+
+kafka-down:  ## stop the local Kafka broker
+	@test -x $(PY) && $(PY) -m infra.kafka down || echo "nothing to stop (no environment yet)"
+
+kafka-status:
+	@$(PY) -m infra.kafka status
+
+clean: down  ## remove runtime state (broker data, logs, models under var/); keeps the environments
+	rm -rf var/

@@ -1,0 +1,129 @@
+"""``python -m infra.stack up|down|status``: all long-lived services under honcho.
+
+The Procfile names the services; honcho runs them in one process group, each writing its
+own log under ``var/log/``. ``up`` returns once every started service is ready (Kafka:
+answers metadata requests); ``down`` stops honcho (which stops its children) and a broker
+that ``make kafka-up`` started on its own.
+
+A Kafka cluster that already answers (``make kafka-up`` earlier, or an existing cluster
+named by ``KAFKA_BOOTSTRAP_SERVERS``) is used as it is: honcho does not start a second one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from infra.kafka import broker
+from infra.kafka.__main__ import config_from_env, external_cluster
+
+REPO_ROOT = broker.REPO_ROOT
+PROCFILE = REPO_ROOT / "Procfile"
+RUN_DIR = REPO_ROOT / "var" / "run"
+LOG_DIR = REPO_ROOT / "var" / "log"
+HONCHO_PID = RUN_DIR / "honcho.pid"
+
+
+def procfile_services(procfile: Path = PROCFILE) -> list[str]:
+    """Service names in Procfile order (Kafka first by convention)."""
+    names = []
+    for line in procfile.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and ":" in line:
+            names.append(line.split(":", 1)[0].strip())
+    return names
+
+
+def honcho_pid() -> int | None:
+    try:
+        pid = int(HONCHO_PID.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if b"honcho" in cmdline else None
+
+
+def up(timeout_s: float) -> int:
+    kafka = config_from_env()
+    services = procfile_services()
+    if honcho_pid() is not None:
+        print(f"stack already running under honcho (pid {honcho_pid()})")
+    else:
+        servers = external_cluster(kafka) or kafka.bootstrap_servers
+        if "kafka" in services and broker.answers_metadata(servers, timeout_s=2.0):
+            print(f"Kafka already answers on {servers}: honcho will not start another broker")
+            services.remove("kafka")
+        if services:
+            _start_honcho(services)
+    if broker.running_pid(kafka) or not external_cluster(kafka):
+        broker.wait_ready(kafka, broker.running_pid(kafka), timeout_s)
+    return status()
+
+
+def _start_honcho(services: list[str]) -> None:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    honcho = Path(sys.executable).with_name("honcho")
+    with open(LOG_DIR / "honcho.log", "ab") as log_stream:
+        process = subprocess.Popen(
+            [str(honcho), "--no-colour", "-f", str(PROCFILE), "-d", str(REPO_ROOT), "start", *services],
+            stdout=log_stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, env={**os.environ, "PYTHON": sys.executable},
+        )
+    HONCHO_PID.write_text(str(process.pid))
+    print(f"honcho started {', '.join(services)} (pid {process.pid}); logs in {LOG_DIR}/")
+
+
+def down(timeout_s: float) -> int:
+    pid = honcho_pid()
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)  # honcho forwards it to every service and waits
+        deadline = time.monotonic() + timeout_s
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.2)
+        if Path(f"/proc/{pid}").exists():
+            os.killpg(pid, signal.SIGKILL)
+        print(f"honcho (pid {pid}) and its services stopped")
+    HONCHO_PID.unlink(missing_ok=True)
+    if broker.stop(config_from_env(), timeout_s=timeout_s):
+        print("Kafka stopped")
+    return 0
+
+
+def status() -> int:
+    kafka = config_from_env()
+    pid = honcho_pid()
+    print(f"honcho    {'up' if pid else 'down':5} {f'pid {pid}' if pid else ''}")
+    servers = external_cluster(kafka) or kafka.bootstrap_servers
+    ok = broker.answers_metadata(servers)
+    kafka_pid = broker.running_pid(kafka)
+    origin = f"pid {kafka_pid}" if kafka_pid else ("external cluster" if external_cluster(kafka) else "")
+    print(f"kafka     {'up' if ok else 'down':5} {servers} {origin}")
+    print(f"logs      {LOG_DIR}/")
+    return 0 if ok else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for start or stop (default 120)")
+    args = parser.parse_args(argv)
+    try:
+        return {"up": up, "down": down}.get(args.command, lambda _: status())(args.timeout)
+    except broker.BrokerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
