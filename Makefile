@@ -61,19 +61,19 @@ up: setup  ## start every long-lived service (Kafka first) under honcho
 	$(PY) -m infra.stack up
 
 down:  ## stop every service started by `make up` or `make kafka-up`
-	@test -x $(PY) && $(PY) -m infra.stack down || echo "nothing to stop (no environment yet)"
+	@if [ -x $(PY) ]; then $(PY) -m infra.stack down; else echo "nothing to stop (no environment yet)"; fi
 
 status:  ## say what runs
-	@$(PY) -m infra.stack status
+	@$(PY) -m infra.stack status || true
 
 kafka-up: venv kafka-jars  ## start the local Kafka broker; returns when it answers metadata requests
 	$(PY) -m infra.kafka up
 
 kafka-down:  ## stop the local Kafka broker
-	@test -x $(PY) && $(PY) -m infra.kafka down || echo "nothing to stop (no environment yet)"
+	@if [ -x $(PY) ]; then $(PY) -m infra.kafka down; else echo "nothing to stop (no environment yet)"; fi
 
-kafka-status:
-	@$(PY) -m infra.kafka status
+kafka-status:  ## say whether Kafka answers
+	@$(PY) -m infra.kafka status || true
 
 clean: down  ## remove runtime state (broker data, logs, models under var/); keeps the environments
 	rm -rf var/

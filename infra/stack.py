@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 
 from infra.kafka import broker
-from infra.kafka.__main__ import config_from_env, external_cluster
+from infra.kafka.__main__ import config_from_env, external_cluster, var_dir
+from infra.procs import alive, tail
 
 REPO_ROOT = broker.REPO_ROOT
 PROCFILE = REPO_ROOT / "Procfile"
-RUN_DIR = REPO_ROOT / "var" / "run"
-LOG_DIR = REPO_ROOT / "var" / "log"
+RUN_DIR = var_dir() / "run"
+LOG_DIR = var_dir() / "log"
 HONCHO_PID = RUN_DIR / "honcho.pid"
 
 
@@ -50,19 +51,31 @@ def honcho_pid() -> int | None:
 
 def up(timeout_s: float) -> int:
     kafka = config_from_env()
-    services = procfile_services()
+    servers = external_cluster(kafka) or kafka.bootstrap_servers
     if honcho_pid() is not None:
         print(f"stack already running under honcho (pid {honcho_pid()})")
     else:
-        servers = external_cluster(kafka) or kafka.bootstrap_servers
+        services = procfile_services()
         if "kafka" in services and broker.answers_metadata(servers, timeout_s=2.0):
             print(f"Kafka already answers on {servers}: honcho will not start another broker")
             services.remove("kafka")
         if services:
             _start_honcho(services)
-    if broker.running_pid(kafka) or not external_cluster(kafka):
-        broker.wait_ready(kafka, broker.running_pid(kafka), timeout_s)
+    _wait_until_ready(servers, timeout_s)
     return status()
+
+
+def _wait_until_ready(kafka_servers: str, timeout_s: float) -> None:
+    """Wait until Kafka answers metadata requests; fail fast when honcho (and so a service) died."""
+    deadline = time.monotonic() + timeout_s
+    while not broker.answers_metadata(kafka_servers, timeout_s=2.0):
+        if HONCHO_PID.exists() and honcho_pid() is None:
+            raise broker.BrokerError(f"a service exited during start-up; see {LOG_DIR}/honcho.log and "
+                                     f"{LOG_DIR}/kafka.log:\n{tail(LOG_DIR / 'honcho.log')}")
+        if time.monotonic() > deadline:
+            raise broker.BrokerError(f"Kafka did not answer on {kafka_servers} within {timeout_s:.0f} s; "
+                                     f"see {LOG_DIR}/kafka.log")
+        time.sleep(0.5)
 
 
 def _start_honcho(services: list[str]) -> None:
@@ -73,7 +86,7 @@ def _start_honcho(services: list[str]) -> None:
         process = subprocess.Popen(
             [str(honcho), "--no-colour", "-f", str(PROCFILE), "-d", str(REPO_ROOT), "start", *services],
             stdout=log_stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHON": sys.executable},
+            start_new_session=True, env={**os.environ, "PYTHON": sys.executable, "LOG_DIR": str(LOG_DIR)},
         )
     HONCHO_PID.write_text(str(process.pid))
     print(f"honcho started {', '.join(services)} (pid {process.pid}); logs in {LOG_DIR}/")
@@ -84,13 +97,9 @@ def down(timeout_s: float) -> int:
     if pid is not None:
         os.kill(pid, signal.SIGTERM)  # honcho forwards it to every service and waits
         deadline = time.monotonic() + timeout_s
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if Path(f"/proc/{pid}").exists():
+        if alive(pid):
             os.killpg(pid, signal.SIGKILL)
         print(f"honcho (pid {pid}) and its services stopped")
     HONCHO_PID.unlink(missing_ok=True)

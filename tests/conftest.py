@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        if "kafka_broker" in getattr(item, "fixturenames", ()) or "kafka_bootstrap" in getattr(item, "fixturenames", ()):
+        if {"kafka_broker", "kafka_bootstrap"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.kafka)
 
 

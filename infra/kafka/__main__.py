@@ -5,6 +5,7 @@ Environment (read here only):
   KAFKA_CONTROLLER_PORT    KRaft controller port (default KAFKA_PORT + 1)
   KAFKA_STATE_DIR          where server.properties and the data live (default var/kafka/node)
   KAFKA_HEAP               JVM heap (default 768m)
+  TEXTML_VAR_DIR           runtime state of the project: logs, pid files, broker data (default var/)
   KAFKA_BOOTSTRAP_SERVERS  an existing cluster: when set to anything but the local broker's
                            address, `up` starts nothing and only checks that it answers.
 """
@@ -21,8 +22,18 @@ from pathlib import Path
 from infra.kafka import broker
 
 
+def var_dir(env: dict[str, str] = os.environ) -> Path:
+    """The folder for runtime state (logs, pid files, data); ``TEXTML_VAR_DIR`` overrides it."""
+    return Path(env.get("TEXTML_VAR_DIR", broker.REPO_ROOT / "var")).resolve()
+
+
 def config_from_env(env: dict[str, str] = os.environ) -> broker.BrokerConfig:
-    config = broker.BrokerConfig()
+    var = var_dir(env)
+    config = broker.BrokerConfig(
+        state_dir=var / "kafka" / "node",
+        log_file=var / "log" / "kafka.log",
+        pid_file=var / "run" / "kafka.pid",
+    )
     port = int(env.get("KAFKA_PORT", config.port))
     config = replace(
         config,
@@ -52,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait in up/down (default 90)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the client's retries are not news here
     config = config_from_env()
     external = external_cluster(config)
 

@@ -20,6 +20,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.procs import alive, tail
+
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -229,12 +231,12 @@ def wait_ready(config: BrokerConfig, pid: int | None, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         if answers_metadata(config.bootstrap_servers, timeout_s=2.0):
             return
-        if pid is not None and not _alive(pid):
-            raise BrokerError(f"the Kafka broker exited during start-up; last log lines:\n{_tail(config.log_file)}")
+        if pid is not None and not alive(pid):
+            raise BrokerError(f"the Kafka broker exited during start-up; last log lines:\n{tail(config.log_file)}")
         time.sleep(0.5)
     raise BrokerError(
         f"the Kafka broker did not answer on {config.bootstrap_servers} within {timeout_s:.0f} s; "
-        f"last log lines:\n{_tail(config.log_file)}"
+        f"last log lines:\n{tail(config.log_file)}"
     )
 
 
@@ -246,12 +248,12 @@ def stop(config: BrokerConfig, timeout_s: float = 60.0) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if alive(pid):
         log.warning("Kafka broker %d ignored SIGTERM for %.0f s; killing it", pid, timeout_s)
         os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
+        while alive(pid):
             time.sleep(0.1)
     config.pid_file.unlink(missing_ok=True)
     return True
@@ -264,22 +266,3 @@ def _port_open(server: str, timeout_s: float) -> bool:
             return True
     except (OSError, ValueError):
         return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-    except ChildProcessError:
-        pass
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"(no log at {path})"

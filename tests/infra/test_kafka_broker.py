@@ -73,7 +73,9 @@ def _group_offsets(bootstrap: str, group: str, timeout_s: float = 30.0) -> dict[
         admin.close()
 
 
-def test_topic_consumer_group_and_broker_restart(kafka_broker: broker.BrokerConfig | None, kafka_bootstrap: str) -> None:
+def test_topic_consumer_group_and_broker_restart(
+    kafka_broker: broker.BrokerConfig | None, kafka_bootstrap: str
+) -> None:
     if kafka_broker is None:
         pytest.skip("restarting the broker needs the test session's own broker")
     topic = f"test.durability.{uuid.uuid4().hex[:8]}"
