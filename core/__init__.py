@@ -1,0 +1,1 @@
+"""The shared core: fine-tuning, evaluation, versioned model artifacts, inference and vector search."""

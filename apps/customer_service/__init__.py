@@ -1,0 +1,1 @@
+"""Retrieval-augmented support bot on Rasa: the action server answers from a knowledge base through core."""
