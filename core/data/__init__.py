@@ -1,0 +1,1 @@
+"""Reading training data: tables of rows (CSV/JSONL), labelled texts, text pairs."""
