@@ -1,0 +1,82 @@
+"""The shared benchmark datasets with the fixed splits of ../shared/BENCHMARKS.md.
+
+``split_bucket(text) = int(sha1(text.strip()), 16) % 10`` decides every split, so duplicate
+sentences share a split and the split does not depend on file order.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+
+from core.data.labelled import LabelledTexts
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class DatasetMissingError(FileNotFoundError):
+    """The shared datasets folder is not where it should be."""
+
+
+def datasets_dir() -> Path:
+    """``TEXTML_DATASETS_DIR``, else ``../shared/datasets`` beside the repository."""
+    path = Path(os.environ.get("TEXTML_DATASETS_DIR", REPO_ROOT.parent / "shared" / "datasets"))
+    if not path.is_dir():
+        raise DatasetMissingError(f"no datasets at {path}; set TEXTML_DATASETS_DIR to the shared datasets folder")
+    return path
+
+
+def split_bucket(text: str) -> int:
+    return int(hashlib.sha1(text.strip().encode("utf-8")).hexdigest(), 16) % 10
+
+
+def _split(texts: list[str], labels: list[str], name: str, keep) -> LabelledTexts:
+    pairs = [(t, y) for t, y in zip(texts, labels, strict=True) if keep(split_bucket(t))]
+    return LabelledTexts([t for t, _ in pairs], [y for _, y in pairs], name)
+
+
+def phrasebank(agreement: str = "50Agree") -> dict[str, LabelledTexts]:
+    """Financial PhraseBank (latin-1, ``sentence@label``): train h 0..7, dev h 8, test h 9."""
+    path = datasets_dir() / "financial_phrasebank" / f"Sentences_{agreement}.txt"
+    texts, labels = [], []
+    for line in path.read_text(encoding="latin-1").splitlines():
+        if "@" in line:
+            text, label = line.rsplit("@", 1)
+            texts.append(text.strip())
+            labels.append(label.strip())
+    name = f"phrasebank-{agreement}"
+    return {"train": _split(texts, labels, f"{name}/train", lambda h: h <= 7),
+            "dev": _split(texts, labels, f"{name}/dev", lambda h: h == 8),
+            "test": _split(texts, labels, f"{name}/test", lambda h: h == 9)}
+
+
+def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [r[text_column] for r in rows], [r[label_column] for r in rows]
+
+
+TWITTER_LABELS = {"0": "negative", "1": "positive", "2": "neutral"}  # Bearish, Bullish, Neutral
+
+
+def twitter_financial() -> dict[str, LabelledTexts]:
+    """Twitter financial news: sent_train h != 0 / h == 0, test = sent_valid; labels mapped to words."""
+    folder = datasets_dir() / "twitter_financial_news_sentiment"
+    texts, labels = _read_csv(folder / "sent_train.csv", "text", "label")
+    labels = [TWITTER_LABELS[y] for y in labels]
+    test_texts, test_labels = _read_csv(folder / "sent_valid.csv", "text", "label")
+    return {"train": _split(texts, labels, "twitter/train", lambda h: h != 0),
+            "dev": _split(texts, labels, "twitter/dev", lambda h: h == 0),
+            "test": LabelledTexts(test_texts, [TWITTER_LABELS[y] for y in test_labels], "twitter/test")}
+
+
+def banking77() -> dict[str, LabelledTexts]:
+    """BANKING77: train.csv h != 0 / h == 0, test = test.csv."""
+    folder = datasets_dir() / "banking77"
+    texts, labels = _read_csv(folder / "train.csv", "text", "category")
+    test_texts, test_labels = _read_csv(folder / "test.csv", "text", "category")
+    return {"train": _split(texts, labels, "banking77/train", lambda h: h != 0),
+            "dev": _split(texts, labels, "banking77/dev", lambda h: h == 0),
+            "test": LabelledTexts(test_texts, test_labels, "banking77/test")}

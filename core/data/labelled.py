@@ -1,0 +1,53 @@
+"""Labelled texts for sequence classification, validated before any model loads."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.data.tables import DataError, read_rows, require_columns, text_value
+
+
+@dataclass(frozen=True)
+class LabelledTexts:
+    """Texts with string labels, and where they came from (``source`` is a path or a name)."""
+
+    texts: list[str]
+    labels: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def label_counts(self) -> Counter:
+        return Counter(self.labels)
+
+
+def load_labelled(path: str | Path, text_column: str = "text", label_column: str = "label") -> LabelledTexts:
+    """Read a CSV/JSONL file of labelled texts; every row needs non-empty text and a label."""
+    rows = read_rows(path)
+    source = str(path)
+    require_columns(rows, [text_column, label_column], source)
+    texts, labels = [], []
+    for number, row in enumerate(rows, start=1):
+        texts.append(text_value(row.get(text_column), source, number, text_column))
+        label = row.get(label_column)
+        if label is None or str(label).strip() == "":
+            raise DataError(f"{source}: row {number} has no label in column {label_column!r}")
+        labels.append(str(label).strip())
+    return LabelledTexts(texts, labels, source)
+
+
+def label_space(train: LabelledTexts, *others: LabelledTexts) -> list[str]:
+    """The sorted label names of ``train``; other splits must not hold labels unseen in train."""
+    labels = sorted(set(train.labels))
+    if len(labels) < 2:
+        raise DataError(f"{train.source}: only one class ({labels[0]!r}); a classifier needs at least two")
+    known = set(labels)
+    for split in others:
+        unseen = sorted(set(split.labels) - known)
+        if unseen:
+            raise DataError(f"{split.source}: label(s) {unseen[:10]} do not occur in the training data "
+                            f"{train.source}; the model can only predict {labels[:10]}{'…' if len(labels) > 10 else ''}")
+    return labels
