@@ -21,7 +21,7 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
+.PHONY: bench-quality help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ test-fast: venv  ## unit tests only (no broker, no Rasa training)
 
 lint: venv  ## ruff
 	$(VENV)/bin/ruff check core apps infra tests
+
+bench-quality: venv  ## fine-tune and test the four classifiers of ../shared/BENCHMARKS.md -> var/bench/quality.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality $(BENCH_ARGS)
 
 demo: setup  ## the main job on embedded defaults
 	$(PY) -m infra.demo

@@ -210,7 +210,7 @@ def sha256_file(path: str | Path) -> str:
 
 def _count_rows(path: Path) -> int:
     """Data rows as the trainers read them: CSV records after the header, else non-empty lines."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:  # e.g. latin-1 PhraseBank
         if path.suffix.lower() == ".csv":
             # csv.reader, not lines: a quoted field may span lines
             return max(sum(1 for row in csv.reader(handle) if row) - 1, 0)

@@ -74,8 +74,13 @@ class IndexConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise VectorIndexError(f"kind={self.kind!r} is not a known index kind; use one of {KINDS}")
-        for name, low in (("exact_below", 0), ("hnsw_m", 2), ("hnsw_ef_construction", 1),
-                          ("hnsw_ef_search", 1), ("ivf_nprobe", 1)):
+        for name, low in (
+            ("exact_below", 0),
+            ("hnsw_m", 2),
+            ("hnsw_ef_construction", 1),
+            ("hnsw_ef_search", 1),
+            ("ivf_nprobe", 1),
+        ):
             _check_int(getattr(self, name), name, low)
         if self.ivf_nlist is not None:
             _check_int(self.ivf_nlist, "ivf_nlist", 1)
@@ -312,38 +317,48 @@ class VectorIndex:
         try:
             array = np.asarray(vectors)
         except (ValueError, TypeError) as error:
-            raise VectorIndexError(f"{what} are not a rectangular numeric array ({error}); pass a (n, {self.dim}) "
-                                   "float32 numpy array") from error
+            raise VectorIndexError(
+                f"{what} are not a rectangular numeric array ({error}); pass a (n, {self.dim}) float32 numpy array"
+            ) from error
         if single_ok and array.ndim == 1:
             array = array[None, :]
         if array.dtype.kind not in "fiu":
-            raise VectorIndexError(f"{what} have dtype {array.dtype}; expected real numbers; convert with "
-                                   "np.asarray(x, dtype=np.float32)")
+            raise VectorIndexError(
+                f"{what} have dtype {array.dtype}; expected real numbers; convert with np.asarray(x, dtype=np.float32)"
+            )
         if array.ndim != 2 or array.shape[1] != self.dim:
-            raise VectorIndexError(f"{what} have shape {array.shape}; expected (n, {self.dim}) for this dim={self.dim} "
-                                   "index; check the encoder matches the index (vectors[None, :] for one vector)")
+            raise VectorIndexError(
+                f"{what} have shape {array.shape}; expected (n, {self.dim}) for this dim={self.dim} "
+                "index; check the encoder matches the index (vectors[None, :] for one vector)"
+            )
         array = np.ascontiguousarray(array, dtype=np.float32)
         bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
         if len(bad):
-            raise VectorIndexError(f"{what} rows {bad[:5].tolist()} ({len(bad)} in all) contain NaN or inf; "
-                                   "drop or fix them (a zero vector L2-normalised gives NaN)")
+            raise VectorIndexError(
+                f"{what} rows {bad[:5].tolist()} ({len(bad)} in all) contain NaN or inf; "
+                "drop or fix them (a zero vector L2-normalised gives NaN)"
+            )
         return array
 
     def _check_ids(self, ids: np.ndarray, n: int | None, storing: bool = True) -> np.ndarray:
         """Ids as (n,) int64: integers, and when storing, >= 0 and unique within the call."""
         array = np.asarray(ids)
-        if array.dtype.kind == "O" and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                                           for v in array.flat):
+        if array.dtype.kind == "O" and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in array.flat
+        ):
             array = array.astype(np.int64)
         elif array.size == 0:
             array = array.astype(np.int64)
         if array.dtype.kind not in "iu":
             sample = array.flat[0] if array.size else None
-            raise VectorIndexError(f"ids have dtype {array.dtype} (e.g. {sample!r}); expected integers; convert "
-                                   "with np.asarray(ids, dtype=np.int64)")
+            raise VectorIndexError(
+                f"ids have dtype {array.dtype} (e.g. {sample!r}); expected integers; convert "
+                "with np.asarray(ids, dtype=np.int64)"
+            )
         if array.ndim != 1 or (n is not None and len(array) != n):
-            raise VectorIndexError(f"ids have shape {array.shape}; expected ({n if n is not None else 'm'},), "
-                                   "one id per vector")
+            raise VectorIndexError(
+                f"ids have shape {array.shape}; expected ({n if n is not None else 'm'},), one id per vector"
+            )
         if array.dtype.kind == "u" and array.size and array.max() > _INT64_MAX:
             raise VectorIndexError(f"id {array.max()} does not fit in int64; map ids to 0..2**63-1")
         array = array.astype(np.int64)
@@ -352,8 +367,10 @@ class VectorIndex:
                 raise VectorIndexError(f"id {array.min()} is negative; ids must be >= 0 (-1 marks padding in results)")
             values, counts = np.unique(array, return_counts=True)
             if (counts > 1).any():
-                raise VectorIndexError(f"ids {values[counts > 1][:5].tolist()} appear more than once in one call; "
-                                       "each id must be unique (deduplicate, keeping the vector you want)")
+                raise VectorIndexError(
+                    f"ids {values[counts > 1][:5].tolist()} appear more than once in one call; "
+                    "each id must be unique (deduplicate, keeping the vector you want)"
+                )
         return array
 
     # ------------------------------------------------------------------ persistence
@@ -368,9 +385,15 @@ class VectorIndex:
                 np.save(staging / "hnsw_rows.npy", self._rows, allow_pickle=False)
             files = {p.name: _sha256(p) for p in sorted(staging.iterdir())}
             card = {
-                "format": CARD_FORMAT, "dim": self.dim, "kind": self._kind, "count": len(self),
-                "config": asdict(self.config), "sha256": files["index.faiss"], "files": files,
-                "faiss_version": faiss.__version__, "numpy_version": np.__version__,
+                "format": CARD_FORMAT,
+                "dim": self.dim,
+                "kind": self._kind,
+                "count": len(self),
+                "config": asdict(self.config),
+                "sha256": files["index.faiss"],
+                "files": files,
+                "faiss_version": faiss.__version__,
+                "numpy_version": np.__version__,
             }
             (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
@@ -386,31 +409,45 @@ class VectorIndex:
             if card["format"] != CARD_FORMAT or kind not in KINDS[1:] or card["sha256"] != files["index.faiss"]:
                 raise ValueError(f"format {card['format']!r}, kind {kind!r}")
         except OSError as error:
-            raise VectorIndexError(f"no saved index at {path}: {card_path} is missing or unreadable ({error}); pass "
-                                   "the folder written by VectorIndex.save") from error
+            raise VectorIndexError(
+                f"no saved index at {path}: {card_path} is missing or unreadable ({error}); pass "
+                "the folder written by VectorIndex.save"
+            ) from error
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise VectorIndexError(f"{card_path} is not a valid {CARD_FORMAT} card ({error!r}); re-save the index "
-                                   "with VectorIndex.save") from error
+            raise VectorIndexError(
+                f"{card_path} is not a valid {CARD_FORMAT} card ({error!r}); re-save the index with VectorIndex.save"
+            ) from error
         for name, expected in files.items():
             if not (path / name).is_file():
-                raise VectorIndexError(f"{path / name} is missing but {card_path} lists it (sha256 {expected}); "
-                                       "restore the folder or rebuild and re-save the index")
+                raise VectorIndexError(
+                    f"{path / name} is missing but {card_path} lists it (sha256 {expected}); "
+                    "restore the folder or rebuild and re-save the index"
+                )
             actual = _sha256(path / name)
             if actual != expected:
-                raise VectorIndexError(f"{path / name} has sha256 {actual} but {card_path} records {expected}: the "
-                                       "file is corrupt or truncated; restore it or rebuild and re-save the index")
+                raise VectorIndexError(
+                    f"{path / name} has sha256 {actual} but {card_path} records {expected}: the "
+                    "file is corrupt or truncated; restore it or rebuild and re-save the index"
+                )
         loaded = cls(int(card["dim"]), config)
         try:
             loaded._index = faiss.read_index(str(path / "index.faiss"))
             loaded._ids = np.load(path / "ids.npy", allow_pickle=False).astype(np.int64)
             loaded._rows = np.load(path / "hnsw_rows.npy", allow_pickle=False) if kind == "hnsw" else None
         except (RuntimeError, ValueError, OSError) as error:
-            raise VectorIndexError(f"{path} matches its fingerprints but cannot be read ({error}); it was written "
-                                   f"by faiss {card.get('faiss_version')}, this is {faiss.__version__}") from error
+            raise VectorIndexError(
+                f"{path} matches its fingerprints but cannot be read ({error}); it was written "
+                f"by faiss {card.get('faiss_version')}, this is {faiss.__version__}"
+            ) from error
         index, rows = loaded._index, loaded._rows
         held = int((rows >= 0).sum()) if rows is not None else index.ntotal
-        if (not isinstance(index, _FAISS_TYPES[kind]) or index.d != loaded.dim or held != count
-                or len(loaded._ids) != count or (rows is not None and len(rows) != index.ntotal)):
+        if (
+            not isinstance(index, _FAISS_TYPES[kind])
+            or index.d != loaded.dim
+            or held != count
+            or len(loaded._ids) != count
+            or (rows is not None and len(rows) != index.ntotal)
+        ):
             raise VectorIndexError(
                 f"{path} is inconsistent: the card says a {kind} index, dim={loaded.dim}, count={count}; the files "
                 f"hold a {type(index).__name__}, dim={index.d}, {held} vectors, {len(loaded._ids)} ids; "

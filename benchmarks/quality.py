@@ -1,0 +1,150 @@
+"""``make bench-quality``: fine-tune and test the classifiers of ../shared/BENCHMARKS.md.
+
+For each task: train on the train split, select the epoch and fit the temperature on dev,
+report test accuracy, macro-F1, weighted F1 and ECE, wall time and examples/s, and keep the
+model as a versioned artifact in the registry. Figures go to ``var/bench/quality.json``
+(merged task by task, so a partial run keeps what finished) and are printed.
+
+    python -m benchmarks.quality                      # all four tasks
+    python -m benchmarks.quality --tasks fpb50 banking77 --base-model all-mpnet-base-v2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks import datasets
+from core.artifacts import ModelCard, data_record, library_versions
+from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
+from core.inference.classifier import TextClassifier
+from core.metrics import classification_metrics
+from core.registry import Registry
+
+log = logging.getLogger("benchmarks.quality")
+BENCH_DIR = datasets.REPO_ROOT / "var" / "bench"
+
+# task key -> (loader, registry name, the files of the train/dev/test splits, per-task training settings)
+TASKS = {
+    "fpb50": (lambda: datasets.phrasebank("50Agree"), "sentiment-fpb50",
+              ["financial_phrasebank/Sentences_50Agree.txt"] * 3, {"epochs": 5, "max_length": 96}),
+    "fpb_allagree": (lambda: datasets.phrasebank("AllAgree"), "sentiment-fpb-allagree",
+                     ["financial_phrasebank/Sentences_AllAgree.txt"] * 3, {"epochs": 6, "max_length": 96}),
+    "twitter_fin": (datasets.twitter_financial, "sentiment-twitter",
+                    ["twitter_financial_news_sentiment/sent_train.csv"] * 2
+                    + ["twitter_financial_news_sentiment/sent_valid.csv"], {"epochs": 4, "max_length": 64}),
+    "banking77": (datasets.banking77, "intent-banking77",
+                  ["banking77/train.csv"] * 2 + ["banking77/test.csv"], {"epochs": 5, "max_length": 64}),
+}
+FLOORS = {  # test figures measured on this protocol (BENCHMARKS.md): frozen MiniLM + LR, plain fine-tune
+    "fpb50": {"metric": "accuracy", "frozen_lr": 0.767, "plain_finetune": 0.813, "target": 0.86},
+    "fpb_allagree": {"metric": "accuracy", "frozen_lr": 0.906, "plain_finetune": None, "target": 0.97},
+    "twitter_fin": {"metric": "weighted_f1", "frozen_lr": 0.781, "plain_finetune": 0.867, "target": 0.89},
+    "banking77": {"metric": "accuracy", "frozen_lr": 0.928, "plain_finetune": 0.869, "target": 0.94},
+}
+
+
+def machine() -> dict:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "gpu": gpu,
+            "platform": platform.platform(), "libraries": library_versions()}
+
+
+def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry) -> dict:
+    """Train, test and register one task; ``overrides`` (from the command line) beat per-task settings."""
+    loader, name, files, settings = TASKS[key]
+    splits = loader()
+    config = replace(base, **{**settings, **overrides})
+    log.info("== %s: %d train / %d dev / %d test, %s", key, len(splits["train"]), len(splits["dev"]),
+             len(splits["test"]), config.base_model)
+    trained = train_classifier(config, splits["train"], splits["dev"])
+
+    label_id = {label: i for i, label in enumerate(trained.labels)}
+    test = splits["test"]
+    classifier = TextClassifier(trained.model, trained.tokenizer, device=config.device)
+    started = time.monotonic()
+    probs = classifier.predict(test.texts).probabilities
+    predict_seconds = time.monotonic() - started
+    test_metrics = classification_metrics(np.array([label_id[y] for y in test.labels]), probs)
+
+    root = datasets.datasets_dir()
+    card = ModelCard(
+        name=name, task="classifier", base_model=config.base_model,
+        data=[data_record(root / f, role, rows=len(splits[role]))
+              for f, role in zip(files, ("train", "dev", "test"), strict=True)],
+        hyperparameters=trained.hyperparameters(), labels=trained.labels,
+        metrics={"dev": trained.metrics["dev"], "test": test_metrics},
+        extra={"split": "sha1(text) % 10 per ../shared/BENCHMARKS.md", "history": trained.history,
+               "best_epoch": trained.best_epoch, "temperature": trained.metrics["temperature"],
+               "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]},
+    )
+    artifact = registry.save(name, trained.save, card)
+    result = {
+        "accuracy": test_metrics["accuracy"], "macro_f1": test_metrics["macro_f1"],
+        "weighted_f1": test_metrics["weighted_f1"], "ece": test_metrics["ece"],
+        "train_seconds": round(trained.train_seconds, 1),
+        "train_examples_per_s": round(trained.train_examples_per_s, 2),
+        "base_model": config.base_model, "artifact": str(artifact),
+        "test_examples": test_metrics["examples"], "dev": trained.metrics["dev"],
+        "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"],
+        "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
+        "predict_examples_per_s": round(len(test) / predict_seconds, 1),
+        "floor": FLOORS[key], "method": config.method, "head_init": config.head_init,
+        "device": str(classifier.device_info.name),
+    }
+    log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
+    return result
+
+
+def merge_results(path: Path, key: str, result: dict) -> dict:
+    figures = json.loads(path.read_text()) if path.exists() else {}
+    figures[key] = result
+    figures["machine"] = machine()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--base-model", default="all-MiniLM-L6-v2", help="encoder reference (default all-MiniLM-L6-v2)")
+    parser.add_argument("--epochs", type=int, help="override the per-task epochs")
+    parser.add_argument("--max-length", type=int, help="override the per-task max length")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--method", choices=["full", "lora"], default="full")
+    parser.add_argument("--max-train-minutes", type=float, default=18.0,
+                        help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
+    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"))
+    parser.add_argument("--registry", help="model registry root (default var/models)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    base = ClassifierTrainingConfig(base_model=args.base_model, batch_size=args.batch_size,
+                                    learning_rate=args.learning_rate, method=args.method,
+                                    max_train_minutes=args.max_train_minutes, device=args.device, progress=False)
+    overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
+    registry = Registry(Path(args.registry) if args.registry else None)
+    output = Path(args.output)
+    for key in args.tasks:
+        figures = merge_results(output, key, run_task(key, base, overrides, registry))
+    print(json.dumps({k: v for k, v in figures.items() if k != "machine"}, indent=2))
+    print(f"figures written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
