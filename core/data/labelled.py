@@ -48,6 +48,7 @@ def label_space(train: LabelledTexts, *others: LabelledTexts) -> list[str]:
     for split in others:
         unseen = sorted(set(split.labels) - known)
         if unseen:
+            more = "…" if len(labels) > 10 else ""
             raise DataError(f"{split.source}: label(s) {unseen[:10]} do not occur in the training data "
-                            f"{train.source}; the model can only predict {labels[:10]}{'…' if len(labels) > 10 else ''}")
+                            f"{train.source}; the model can only predict {labels[:10]}{more}")
     return labels

@@ -61,8 +61,9 @@ class RerankerTrainingConfig:
     negatives_per_query: int = 3            # >= 1 mined negatives per train pair
     eval_candidates: int = 10               # >= 2 candidates per dev pair: its positive + mined negatives
     epochs: int = 2                         # >= 1
-    batch_size: int = 16                    # (query, passage) rows per step
-    learning_rate: float = 2e-5             # > 0
+    batch_size: int = 16                    # (query, passage) rows per step, rounded to whole queries
+    learning_rate: float = 2e-5             # > 0, for the encoder
+    head_learning_rate: float = 1e-3        # > 0, for the new one-logit head (it starts random)
     weight_decay: float = 0.01              # >= 0; not applied to biases and LayerNorm weights
     warmup_ratio: float = 0.1               # [0, 1)
     max_grad_norm: float = 1.0              # > 0
@@ -79,8 +80,10 @@ class RerankerTrainingConfig:
         check_options(self, {
             "negatives_per_query": self.negatives_per_query >= 1, "eval_candidates": self.eval_candidates >= 2,
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
-            "weight_decay": self.weight_decay >= 0, "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "max_grad_norm": self.max_grad_norm > 0, "max_seq_length": 8 <= self.max_seq_length <= 8192,
+            "head_learning_rate": self.head_learning_rate > 0, "weight_decay": self.weight_decay >= 0,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "max_grad_norm": self.max_grad_norm > 0,
+            "max_seq_length": 8 <= self.max_seq_length <= 8192,
             "patience": self.patience >= 1, "eval_batch_size": self.eval_batch_size >= 1,
         }, extra=self.mining.problems())
 
@@ -143,21 +146,23 @@ def train_reranker(config: RerankerTrainingConfig, train_pairs: TextPairs, dev_p
     seed_everything(config.seed)
     device_info = pick_device(config.device)
     train_negatives, dev_task = _mine(config, train_pairs, dev_pairs, device_info.device)
-    # rows: (query, passage, label); label 1.0 for the positive, 0.0 for each negative
-    rows = [(q, p, 1.0) for q, p in zip(train_pairs.queries, train_pairs.positives, strict=True)]
-    rows += [(q, n, 0.0) for q, row in zip(train_pairs.queries, train_negatives, strict=True) for n in row]
-    positives = len(train_pairs)
-    ratio = (len(rows) - positives) / positives
-    steps_per_epoch = math.ceil(len(rows) / config.batch_size)
+    # one group per train pair: (query, passage, label) rows, 1.0 for the positive, 0.0 for each negative
+    groups = [[(q, p, 1.0)] + [(q, n, 0.0) for n in negs]
+              for q, p, negs in zip(train_pairs.queries, train_pairs.positives, train_negatives, strict=True)]
+    rows = sum(len(group) for group in groups)
+    ratio = (rows - len(groups)) / len(groups)
+    # whole groups per batch: every batch has the same positive:negative mix, so step losses compare
+    pairs_per_batch = max(1, round(config.batch_size / (1 + ratio)))
+    steps_per_epoch = math.ceil(len(groups) / pairs_per_batch)
     total_steps = steps_per_epoch * config.epochs
     log.info("training reranker %s on %s: %d pairs -> %d rows (%.1f negatives per positive), %d steps",
-             config.base_model, device_info.name, positives, len(rows), ratio, total_steps)
+             config.base_model, device_info.name, len(groups), rows, ratio, total_steps)
 
     model = CrossEncoder(base.location, num_labels=1, max_length=config.max_seq_length,
                          device=str(device_info.device))
     pos_weight = torch.tensor(max(ratio, 1.0), device=device_info.device) if config.balance_classes else None
     loss_fn = BinaryCrossEntropyLoss(model, pos_weight=pos_weight)
-    optimizer = adamw(model, config.learning_rate, config.weight_decay)
+    optimizer = adamw(model, config.learning_rate, config.weight_decay, config.head_learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_ratio * total_steps), total_steps)
     base_metrics = evaluate_reranker(model, dev_task, config.eval_batch_size)
     log.info("dev before fine-tuning: %s", base_metrics)
@@ -169,15 +174,16 @@ def train_reranker(config: RerankerTrainingConfig, train_pairs: TextPairs, dev_p
     started = time.monotonic()
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = list(range(len(rows)))
+        order = list(range(len(groups)))
         rng.shuffle(order)
         epoch_losses = []
-        batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        batches = [[row for i in order[start:start + pairs_per_batch] for row in groups[i]]
+                   for start in range(0, len(order), pairs_per_batch)]
         for batch in tqdm(batches, desc=f"reranker epoch {epoch}/{config.epochs}", disable=not config.progress,
                           leave=False):
-            queries = [rows[i][0] for i in batch]
-            passages = [rows[i][1] for i in batch]
-            labels = torch.tensor([rows[i][2] for i in batch], device=device_info.device)  # (batch,)
+            queries = [query for query, _, _ in batch]
+            passages = [passage for _, passage, _ in batch]
+            labels = torch.tensor([label for _, _, label in batch], device=device_info.device)  # (batch,)
             with device_info.autocast():
                 loss = loss_fn([queries, passages], labels)
             loss.backward()

@@ -46,12 +46,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW without weight decay on biases and normalisation weights (the 1-d parameters)."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate)
+def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float,
+          head_learning_rate: float | None = None) -> torch.optim.AdamW:
+    """AdamW without weight decay on biases and normalisation weights (the 1-d parameters).
+
+    With ``head_learning_rate``, parameters of a classification head (names containing
+    ``classifier``, as in ``*ForSequenceClassification`` models) get that rate: a freshly
+    initialised head learns slowly at an encoder's learning rate.
+    """
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        head = head_learning_rate is not None and "classifier" in name
+        key = (head_learning_rate if head else learning_rate, weight_decay if param.ndim > 1 else 0.0)
+        groups.setdefault(key, []).append(param)
+    return torch.optim.AdamW([{"params": params, "lr": lr, "weight_decay": decay}
+                              for (lr, decay), params in groups.items()], lr=learning_rate)
 
 
 class KeepBest:

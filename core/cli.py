@@ -1,0 +1,212 @@
+"""``python -m core``: train, evaluate, list and promote models.
+
+    python -m core train classifier --train train.csv --dev dev.csv --name sentiment
+    python -m core eval sentiment --data test.csv           # the production version
+    python -m core models list
+    python -m core promote sentiment 3                      # only if its dev metric is not worse
+
+Every input is checked (files, columns, labels, model reference) before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from core.artifacts import ArtifactError, ModelCard, data_record
+from core.data.labelled import LabelledTexts, label_space, load_labelled
+from core.data.tables import DataError
+from core.model_refs import ModelReferenceError, resolve_model
+from core.registry import Registry
+
+CLASSIFIER_HELP = {
+    "base_model": "encoder to fine-tune: local path, packaged name (all-MiniLM-L6-v2, all-mpnet-base-v2) or hub name",
+    "epochs": "maximum epochs (early stopping may end sooner)",
+    "batch_size": "examples per optimizer step (before accumulation)",
+    "grad_accumulation": "batches accumulated per optimizer step",
+    "learning_rate": "AdamW learning rate of the top encoder layer",
+    "head_learning_rate": "learning rate of the classification head",
+    "layer_lr_decay": "layer-wise decay: layer i gets lr * decay**(layers - i); 1 disables",
+    "weight_decay": "AdamW weight decay (not on biases and norms)",
+    "warmup_ratio": "share of steps with linear warm-up, then linear decay",
+    "max_grad_norm": "gradient clipping norm",
+    "dropout": "dropout before the head",
+    "label_smoothing": "cross-entropy label smoothing",
+    "max_length": "tokens per text (longer texts are truncated)",
+    "class_weights": "weight the loss by inverse class frequency (imbalanced data)",
+    "head_init": "probe: start the head as a logistic regression on frozen features (LP-FT); random",
+    "patience": "epochs without dev macro-F1 gain before early stopping",
+    "max_train_minutes": "stop after the epoch that crosses this wall-time budget",
+    "method": "full fine-tuning or lora (peft adapters; the saved model has them merged)",
+    "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
+    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
+    "eval_batch_size": "batch size for evaluation", "progress": "show progress bars",
+}
+
+
+class CliError(Exception):
+    """A usage error to print without a traceback."""
+
+
+def _add_config_options(parser: argparse.ArgumentParser, config_cls, help_texts: dict[str, str]) -> None:
+    """One ``--option`` per config field, typed from its default, documented from ``help_texts``."""
+    for f in dataclasses.fields(config_cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = f"{help_texts.get(f.name, f.name)} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = type(default) if default is not None else (float if "minutes" in f.name else str)
+            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+
+
+def _config_from_args(config_cls, args: argparse.Namespace):
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if getattr(args, f.name) is not None}
+    return config_cls(**given)
+
+
+def _load_split(path: str | None, args: argparse.Namespace) -> LabelledTexts | None:
+    return load_labelled(path, args.text_column, args.label_column) if path else None
+
+
+def train_classifier_command(args: argparse.Namespace) -> int:
+    from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
+    from core.inference.classifier import TextClassifier
+    from core.metrics import classification_metrics
+
+    config = _config_from_args(ClassifierTrainingConfig, args)
+    config.validate()
+    train, dev, test = (_load_split(p, args) for p in (args.train, args.dev, args.test))
+    label_space(train, *[s for s in (dev, test) if s is not None])
+    resolve_model(config.base_model)  # fail now, not after loading data into a model
+    registry = Registry(args.registry)
+
+    print(f"training {args.name!r} from {config.base_model} on {len(train)} examples ({len(dev)} dev)")
+    trained = train_classifier(config, train, dev)
+    metrics = {"dev": trained.metrics["dev"]}
+    if test is not None:
+        import numpy as np
+
+        ids = {label: i for i, label in enumerate(trained.labels)}
+        probs = TextClassifier(trained.model, trained.tokenizer, config.device).predict(test.texts).probabilities
+        metrics["test"] = classification_metrics(np.array([ids[y] for y in test.labels]), probs)
+    card = ModelCard(
+        name=args.name, task="classifier", base_model=config.base_model,
+        data=[data_record(p, role) for p, role in ((args.train, "train"), (args.dev, "dev"), (args.test, "test")) if p],
+        hyperparameters=trained.hyperparameters(), metrics=metrics, labels=trained.labels,
+        extra={"history": trained.history, "best_epoch": trained.best_epoch,
+               "temperature": trained.metrics["temperature"], "train_seconds": round(trained.train_seconds, 1),
+               "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]},
+    )
+    path = registry.save(args.name, trained.save, card)
+    print(f"saved {path}")
+    print(json.dumps(metrics, indent=2))
+    if args.promote:
+        print(registry.promote(args.name, path.name).reason)
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from core.inference.classifier import TextClassifier
+    from core.metrics import classification_metrics
+
+    path = Path(args.model) if Path(args.model).is_dir() else Registry(args.registry).path(args.model, args.version)
+    data = load_labelled(args.data, args.text_column, args.label_column)
+    classifier = TextClassifier.load(path)
+    unseen = sorted(set(data.labels) - set(classifier.classes))
+    if unseen:
+        raise DataError(f"{args.data}: label(s) {unseen[:10]} are not among the model's classes "
+                        f"{classifier.classes[:10]}")
+    ids = {label: i for i, label in enumerate(classifier.classes)}
+    figures = classification_metrics(np.array([ids[y] for y in data.labels]),
+                                     classifier.predict(data.texts).probabilities)
+    print(json.dumps({"model": str(path), "data": args.data, **figures}, indent=2))
+    return 0
+
+
+def models_list_command(args: argparse.Namespace) -> int:
+    registry = Registry(args.registry)
+    cards: list[ModelCard] = registry.cards(args.name) if args.name else registry.cards()
+    if args.json:
+        print(json.dumps([c.to_dict() for c in cards], indent=2))
+        return 0
+    if not cards:
+        print(f"no models in {registry.root}; train one with `python -m core train classifier ...`")
+        return 0
+    print(f"{'name':28} {'version':>7}  {'aliases':14} {'task':10} {'base model':22} {'dev':>8}  created")
+    for card in cards:
+        aliases = ",".join(a for a, v in registry.aliases(card.name).items() if v == card.version)
+        dev = card.metrics.get("dev", {}).get(card.primary_metric)
+        dev_text = f"{dev:.4f}" if isinstance(dev, (int, float)) else "-"
+        print(f"{card.name:28} {'v' + str(card.version):>7}  {aliases:14} {card.task:10} {card.base_model[:22]:22} "
+              f"{dev_text:>8}  {card.created_at}")
+    return 0
+
+
+def promote_command(args: argparse.Namespace) -> int:
+    result = Registry(args.registry).promote(args.name, args.version, force=args.force, alias=args.alias)
+    print(result.reason)
+    return 0 if result.promoted else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.finetune.classifier import ClassifierTrainingConfig
+
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--registry", type=Path, default=None, help="model registry root (default var/models, "
+                        "or TEXTML_MODEL_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="fine-tune a model").add_subparsers(dest="task", required=True)
+    classifier = train.add_parser("classifier", help="sequence classifier from labelled texts (CSV/JSONL)",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    classifier.add_argument("--train", required=True, help="training data (.csv with a header, or .jsonl)")
+    classifier.add_argument("--dev", required=True, help="dev data: early stopping, calibration, promotion")
+    classifier.add_argument("--test", help="optional test data, reported only")
+    classifier.add_argument("--text-column", default="text", help="column with the text")
+    classifier.add_argument("--label-column", default="label", help="column with the label")
+    classifier.add_argument("--name", required=True, help="registry name, e.g. sentiment")
+    classifier.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
+    _add_config_options(classifier, ClassifierTrainingConfig, CLASSIFIER_HELP)
+    classifier.set_defaults(func=train_classifier_command)
+
+    evaluate = commands.add_parser("eval", help="score a classifier on labelled data")
+    evaluate.add_argument("model", help="registry name or artifact folder")
+    evaluate.add_argument("--version", default="production", help="version, 'latest' or an alias")
+    evaluate.add_argument("--data", required=True, help="labelled data (.csv/.jsonl)")
+    evaluate.add_argument("--text-column", default="text")
+    evaluate.add_argument("--label-column", default="label")
+    evaluate.set_defaults(func=eval_command)
+
+    models = commands.add_parser("models", help="the registry").add_subparsers(dest="action", required=True)
+    listing = models.add_parser("list", help="list models, versions, aliases and dev metrics")
+    listing.add_argument("name", nargs="?", help="only this model")
+    listing.add_argument("--json", action="store_true", help="machine-readable cards")
+    listing.set_defaults(func=models_list_command)
+
+    promote = commands.add_parser("promote", help="move the production alias if the candidate is not worse on dev")
+    promote.add_argument("name")
+    promote.add_argument("version", help="version number, vN or latest")
+    promote.add_argument("--force", action="store_true", help="promote anyway (recorded in the card)")
+    promote.add_argument("--alias", default="production")
+    promote.set_defaults(func=promote_command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
+    try:
+        return args.func(args)
+    except (DataError, ArtifactError, ModelReferenceError, ValueError, CliError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
