@@ -1,0 +1,151 @@
+"""Candidates and ranking features for one user: pure functions over the index and the interaction stats.
+
+A user is a :class:`Profile`: history keys oldest to newest (with weights) and/or a query
+vector. Candidates are the union of FAISS neighbours of the user's recency-weighted profile
+vector, of the query and of the last few history items, plus item-kNN neighbours and popular
+items when an interaction log exists. Each candidate gets the :data:`FEATURES` that
+:class:`~apps.recommender.ranker.LinearRanker` combines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from apps.recommender.interactions import InteractionStats
+from apps.recommender.item_index import ItemIndex
+
+FEATURES = (
+    "text_recent",   # recency-weighted mean cosine to the last history items
+    "text_max",      # best cosine to any recent history item
+    "text_mean",     # cosine to the mean of the whole history
+    "query",         # cosine to the query (0 without one)
+    "cooc_recent",   # recency-weighted item-kNN (co-occurrence cosine) score
+    "cooc_all",      # item-kNN score over the whole history, per history item
+    "popularity",    # log(1 + interactions) / log(1 + max interactions)
+    "freshness",     # catalog order of the item: 0 oldest .. 1 newest
+    "cold_text",     # text_recent for items with few interactions (text is all a cold item has)
+)
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """How candidates are gathered and scored. Defaults follow the benchmark protocol's recency item-kNN."""
+
+    recent_items: int = 10          # history items that count as "recent"
+    recency_decay: float = 0.8      # weight of a history item = decay ** age (age 0 = newest)
+    per_source: int = 100           # candidates from each FAISS query and each item-kNN list
+    popular: int = 50               # popular candidates (when an interaction log exists)
+    seed_items: int = 3             # the newest history items each get their own FAISS query
+    cold_below: float = 5.0         # items with fewer interactions count as cold for ``cold_text``
+    filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
+
+
+@dataclass
+class Profile:
+    """The user as the ranker sees them. ``keys``/``weights`` oldest first; ``seen`` never recommended."""
+
+    keys: np.ndarray                          # (h,) int64 known history keys
+    weights: np.ndarray                       # (h,) float32 user-given weights
+    query_vector: np.ndarray | None = None    # (dim,) float32
+    seen: set[int] = field(default_factory=set)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.keys) == 0 and self.query_vector is None
+
+
+def recency_weights(profile: Profile, config: RankingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The recent history keys and their weights ``decay ** age * weight`` (age 0 = newest)."""
+    recent = profile.keys[-config.recent_items:]
+    ages = np.arange(len(recent))[::-1]
+    weights = config.recency_decay ** ages * profile.weights[-config.recent_items:]
+    return recent, weights.astype(np.float32)
+
+
+def _normalise(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+@dataclass
+class UserSignals:
+    """Per-request intermediate results shared by candidates, features and explanations."""
+
+    recent: np.ndarray            # (r,) recent history keys
+    recent_weights: np.ndarray    # (r,)
+    recent_vectors: np.ndarray    # (r, dim)
+    mean_vector: np.ndarray | None
+    profile_vector: np.ndarray | None
+    cooc_recent: np.ndarray       # (stats.size,)
+    cooc_all: np.ndarray          # (stats.size,)
+
+
+def user_signals(profile: Profile, index: ItemIndex, stats: InteractionStats, config: RankingConfig) -> UserSignals:
+    recent, weights = recency_weights(profile, config)
+    recent_vectors = index.vectors(recent) if len(recent) else np.zeros((0, index.dim), np.float32)
+    mean_vector = profile_vector = None
+    if len(profile.keys):
+        all_vectors = index.vectors(profile.keys)
+        mean_vector = _normalise((all_vectors * profile.weights[:, None]).sum(axis=0))
+        profile_vector = _normalise((recent_vectors * weights[:, None]).sum(axis=0))
+    cooc_recent = stats.cooccurrence(recent, weights)
+    cooc_all = stats.cooccurrence(profile.keys, profile.weights)
+    if len(profile.keys):
+        cooc_all = cooc_all / float(profile.weights.sum())
+    return UserSignals(recent, weights, recent_vectors, mean_vector, profile_vector, cooc_recent, cooc_all)
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    if n <= 0 or not len(scores):
+        return np.zeros(0, dtype=np.int64)
+    n = min(n, len(scores))
+    top = np.argpartition(-scores, n - 1)[:n]
+    return top[scores[top] > 0].astype(np.int64)
+
+
+def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: InteractionStats,
+               config: RankingConfig) -> np.ndarray:
+    """Unique candidate keys (live in the index, not seen)."""
+    queries = [v for v in (signals.profile_vector, profile.query_vector) if v is not None]
+    queries += list(signals.recent_vectors[-config.seed_items:])
+    found = []
+    if queries and len(index):
+        _, keys = index.search(np.stack(queries), config.per_source)
+        found.append(keys.ravel())
+    if not stats.empty:
+        found += [_top(signals.cooc_recent, config.per_source), _top(signals.cooc_all, config.per_source),
+                  stats.top_popular(config.popular)]
+    if not found:
+        return np.zeros(0, dtype=np.int64)
+    keys = np.unique(np.concatenate(found))
+    keep = [k for k in keys.tolist() if k >= 0 and k not in profile.seen and index.has(k)]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: ItemIndex,
+             stats: InteractionStats, max_key: int, config: RankingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(m, len(FEATURES)) features of candidate ``keys``, and their (m, dim) vectors."""
+    m = len(keys)
+    vectors = index.vectors(keys) if m else np.zeros((0, index.dim), np.float32)
+    out = np.zeros((m, len(FEATURES)), dtype=np.float32)
+    if m == 0:
+        return out, vectors
+    if len(signals.recent):
+        sims = vectors @ signals.recent_vectors.T  # (m, r)
+        out[:, 0] = sims @ signals.recent_weights / float(signals.recent_weights.sum())
+        out[:, 1] = sims.max(axis=1)
+        out[:, 2] = vectors @ signals.mean_vector
+    if profile.query_vector is not None:
+        out[:, 3] = vectors @ profile.query_vector
+    inside = keys < stats.size
+    if not stats.empty:
+        out[inside, 4] = signals.cooc_recent[keys[inside]] / float(signals.recent_weights.sum() or 1.0)
+        out[inside, 5] = signals.cooc_all[keys[inside]]
+    counts = stats.popularity(keys)
+    top = float(stats.counts.max()) if not stats.empty else 0.0
+    out[:, 6] = np.log1p(counts) / np.log1p(top) if top > 0 else 0.0
+    out[:, 7] = keys / float(max(max_key, 1))
+    out[:, 8] = np.where(counts < config.cold_below, out[:, 0], 0.0)
+    return out, vectors
