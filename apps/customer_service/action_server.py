@@ -1,0 +1,108 @@
+"""The action server: rasa-sdk actions plus the intent endpoint and the web chat page, in one process.
+
+It runs in the project's Python 3.11 environment (torch, core), loads the embedder, the
+re-ranker and the intent model once, and serves:
+
+* ``POST /webhook``, ``GET /actions``, ``GET /health``: rasa-sdk's action endpoint;
+* ``POST /intents`` ``{"texts": [...], "n": 10}`` -> ``{"model": ..., "rankings": [[{"name", "confidence"}]]}``:
+  what the Rasa NLU component ``CoreIntentClassifier`` asks (Rasa itself runs on Python 3.10 without torch);
+* ``GET /`` : the web chat page, which talks to the Rasa server's REST channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from apps.customer_service.actions import make_actions
+from apps.customer_service.intents import ClassifierIntents, RetrievalIntents
+from apps.customer_service.masking import install_masking
+from apps.customer_service.retrieval import IndexHolder, Retriever
+from apps.customer_service.settings import APP_DIR, BotSettings
+from apps.customer_service.tickets import TicketStore
+
+log = logging.getLogger(__name__)
+WEB_PAGE = APP_DIR / "web" / "index.html"
+MAX_INTENT_TEXTS = 256
+
+
+@dataclass
+class Services:
+    retriever: Retriever
+    tickets: TicketStore
+    intents: ClassifierIntents | RetrievalIntents
+
+
+def load_services(settings: BotSettings) -> Services:
+    """Load the models named by ``settings`` (slow: seconds per model)."""
+    from core.inference.embedder import Embedder
+
+    embedder = Embedder.load(settings.embedder)
+    reranker = None
+    if settings.reranker:
+        from core.inference.reranker import Reranker
+
+        reranker = Reranker.load(settings.reranker)
+    holder = IndexHolder(settings.index_dir)
+    retriever = Retriever(embedder.encode, holder, reranker, settings.retrieval)
+    if settings.intent_model == "retrieval":
+        intents = RetrievalIntents(embedder.encode, holder)
+    else:
+        from core.inference.classifier import TextClassifier
+
+        intents = ClassifierIntents(TextClassifier.load(settings.intent_model))
+    log.info("action server models: embedder %s, re-ranker %s, intents %s", settings.embedder, settings.reranker,
+             settings.intent_model)
+    return Services(retriever, TicketStore(settings.tickets_db), intents)
+
+
+def build_app(services: Services, rasa_url: str):
+    from rasa_sdk.endpoint import create_app
+    from rasa_sdk.executor import ActionExecutor
+    from sanic import response
+
+    executor = ActionExecutor()
+    for action in make_actions(services.retriever, services.tickets):
+        executor.register_action(action)
+    app = create_app(executor, cors_origins="*")
+
+    @app.post("/intents")
+    async def intents(request):
+        body = request.json if isinstance(request.json, dict) else {}
+        texts, n = body.get("texts"), body.get("n", 10)
+        if (not isinstance(texts, list) or not texts or len(texts) > MAX_INTENT_TEXTS
+                or not all(isinstance(t, str) and t.strip() for t in texts)):
+            return response.json({"error": f"expected {{\"texts\": [1..{MAX_INTENT_TEXTS} non-empty strings]}}"},
+                                 status=422)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            return response.json({"error": f"n is {n!r}; expected an integer >= 1"}, status=422)
+        try:
+            ranked = services.intents.rank([t[:1000] for t in texts], n)
+        except Exception as error:  # noqa: BLE001 - the component falls back to Rasa's own intent
+            log.exception("intent model failed")
+            return response.json({"error": f"intent model failed: {error}"}, status=503)
+        return response.json({"model": services.intents.name, "rankings": [
+            [{"name": name, "confidence": confidence} for name, confidence in row] for row in ranked]})
+
+    @app.get("/")
+    async def chat_page(_request):
+        page = WEB_PAGE.read_text(encoding="utf-8").replace("__RASA_URL__", rasa_url)
+        return response.html(page)
+
+    return app
+
+
+def serve(settings: BotSettings) -> None:
+    """Load the models and serve until interrupted (one process, so the models load once)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_masking()
+    services = load_services(settings)
+    app = build_app(services, settings.rasa_url)
+    log.info("action server listening on %s", settings.actions_url)
+    app.run(host=settings.actions_host, port=settings.actions_port, single_process=True, access_log=False,
+            motd=False)
+
+
+def index_ready(path: Path) -> bool:
+    return (Path(path) / "card.json").is_file()

@@ -1,0 +1,173 @@
+"""The bot's custom actions (rasa-sdk): answer from the knowledge base, hand off, the lost-card form.
+
+Each action is an instance built with its collaborators (retriever, ticket store), so the
+action server (``action_server.py``) loads the models once and tests pass small real ones.
+The action names are a contract: other tools read trackers by ``action_answer_from_kb`` and
+``action_handoff``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from apps.customer_service.kb_index import KbIndexError
+from apps.customer_service.masking import mask_pii
+from apps.customer_service.retrieval import Retriever
+from apps.customer_service.tickets import TicketStore
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 2000
+CANNOT_ANSWER = ("I can't look that up right now. I can pass you to a member of our team instead: "
+                 "just say \"talk to a person\".")
+
+
+def transcript(tracker: Tracker) -> list[dict]:
+    """The conversation so far as ``[{"speaker": "user"|"bot", "text": ...}]`` (unmasked; the store masks)."""
+    turns = []
+    for event in tracker.events:
+        if event.get("event") in ("user", "bot") and event.get("text"):
+            turns.append({"speaker": event["event"], "text": str(event["text"])})
+    return turns
+
+
+def latest_text(tracker: Tracker) -> str:
+    text = tracker.latest_message.get("text")
+    return text.strip()[:MAX_MESSAGE_CHARS] if isinstance(text, str) else ""
+
+
+def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: TicketStore,
+                   reason: str) -> list[dict[str, Any]]:
+    """Open a ticket with the masked transcript and tell the customer its number."""
+    ticket = tickets.create(tracker.sender_id, reason, transcript(tracker))
+    log.info("hand-off for %s: ticket %s (%s)", tracker.sender_id, ticket.number, ticket.reason)
+    dispatcher.utter_message(
+        text=(f"I've passed our conversation to a member of our team. Your ticket number is {ticket.number}; "
+              "someone will get back to you here shortly."),
+        json_message={"handoff": {"ticket": ticket.number, "reason": ticket.reason}})
+    return [SlotSet("ticket_id", ticket.number), SlotSet("kb_clarifications", 0.0)]
+
+
+class ActionAnswerFromKb(Action):
+    """Retrieve, re-rank and answer with a cited passage; clarify once when unsure; hand off below that."""
+
+    def __init__(self, retriever: Retriever, tickets: TicketStore) -> None:
+        self.retriever = retriever
+        self.tickets = tickets
+
+    def name(self) -> str:
+        return "action_answer_from_kb"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
+        question = latest_text(tracker)
+        if not question:
+            dispatcher.utter_message(text="Could you type your question? I didn't get any text.")
+            return []
+        try:
+            answer = self.retriever.answer(question)
+        except (KbIndexError, OSError, RuntimeError, ValueError):
+            log.exception("knowledge-base lookup failed for %r", mask_pii(question))
+            dispatcher.utter_message(text=CANNOT_ANSWER, json_message={"kb": {"decision": "unavailable"}})
+            return []
+        log.info("kb %s (%.3f) for %r", answer.decision, answer.confidence, mask_pii(question))
+        asked = tracker.get_slot("kb_clarifications") or 0
+        if answer.decision == "clarify" and asked >= 1:
+            answer_dict = answer.to_dict()
+            return create_handoff(dispatcher, tracker, self.tickets,
+                                  f"still unsure after a clarifying question (best: {answer_dict['title']}, "
+                                  f"confidence {answer.confidence:.2f})")
+        if answer.decision == "answer":
+            best = answer.best
+            dispatcher.utter_message(text=f"{best.chunk.text}\n\nSource: {best.chunk.title}",
+                                     json_message={"kb": answer.to_dict()})
+            return [SlotSet("kb_source", best.chunk.title), SlotSet("kb_clarifications", 0.0)]
+        if answer.decision == "clarify":
+            titles = [hit.chunk.title for hit in answer.hits]
+            dispatcher.utter_message(
+                text="I want to be sure I answer the right question. Do you mean one of these?",
+                buttons=[{"title": title, "payload": title} for title in titles],
+                json_message={"kb": answer.to_dict()})
+            return [SlotSet("kb_clarifications", float(asked) + 1)]
+        return create_handoff(dispatcher, tracker, self.tickets,
+                              f"no confident answer (confidence {answer.confidence:.2f})")
+
+
+class ActionHandoff(Action):
+    """Create a ticket with the transcript and give the customer its number."""
+
+    def __init__(self, tickets: TicketStore) -> None:
+        self.tickets = tickets
+
+    def name(self) -> str:
+        return "action_handoff"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
+        intent = (tracker.latest_message.get("intent") or {}).get("name")
+        reason = "customer asked for a person" if intent == "human_handoff" else f"hand-off after intent {intent}"
+        return create_handoff(dispatcher, tracker, self.tickets, reason)
+
+
+class ValidateLostCardForm(FormValidationAction):
+    """Checks the lost-card form's slots: four digits, a plausible time, a yes/no confirmation."""
+
+    def name(self) -> str:
+        return "validate_lost_card_form"
+
+    def validate_card_last4(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                            domain: dict) -> dict[str, Any]:
+        text = str(value or "")
+        digits = re.sub(r"\D", "", text)
+        if len(digits) > 4:
+            dispatcher.utter_message(text="Please send only the last four digits. Never share your full card "
+                                          "number in a chat.")
+            return {"card_last4": None}
+        if len(digits) != 4:
+            dispatcher.utter_message(text=f"\"{mask_pii(text)[:40]}\" is not four digits. What are the last four "
+                                          "digits of the card, e.g. 1234?")
+            return {"card_last4": None}
+        return {"card_last4": digits}
+
+    def validate_lost_when(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                           domain: dict) -> dict[str, Any]:
+        text = str(value or "").strip()
+        if not text or len(text) > 100 or not re.search(r"[A-Za-z0-9]", text):
+            dispatcher.utter_message(text="When did you lose the card? For example \"this morning\" or \"on 3 May\".")
+            return {"lost_when": None}
+        return {"lost_when": mask_pii(text)}
+
+    def validate_lost_card_confirm(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                   domain: dict) -> dict[str, Any]:
+        if value not in (True, False):
+            dispatcher.utter_message(text="Please answer yes or no: shall I block the card?")
+            return {"lost_card_confirm": None}
+        return {"lost_card_confirm": value}
+
+
+class ActionSubmitLostCard(Action):
+    """Ends the lost-card form: blocks the card (when confirmed) and clears the form's slots."""
+
+    def name(self) -> str:
+        return "action_submit_lost_card"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
+        last4, when = tracker.get_slot("card_last4"), tracker.get_slot("lost_when")
+        if tracker.get_slot("lost_card_confirm"):
+            dispatcher.utter_message(
+                text=(f"Done: the card ending {last4} (lost {when}) is blocked and a free replacement is on its "
+                      "way to the address in your profile."),
+                json_message={"lost_card": {"card_last4": last4, "lost_when": when, "blocked": True}})
+        else:
+            dispatcher.utter_message(text=f"OK, I have not blocked the card ending {last4}. You can freeze it "
+                                          "yourself in the app under Cards at any time.")
+        return [SlotSet("card_last4", None), SlotSet("lost_when", None), SlotSet("lost_card_confirm", None)]
+
+
+def make_actions(retriever: Retriever, tickets: TicketStore) -> list[Action]:
+    return [ActionAnswerFromKb(retriever, tickets), ActionHandoff(tickets), ValidateLostCardForm(),
+            ActionSubmitLostCard()]

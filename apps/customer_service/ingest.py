@@ -1,0 +1,26 @@
+"""``python -m apps.customer_service ingest``: parse every document, then chunk, embed and index them.
+
+Parsing comes first and stops at the first bad file (file and line in the error), before
+any model loads; the index folder is swapped in only once the new index is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from apps.customer_service.kb_index import IngestConfig, build_kb_index
+from apps.customer_service.knowledge_base import load_knowledge_base
+
+log = logging.getLogger(__name__)
+
+
+def ingest(kb_dir: Path, index_dir: Path, embedder_ref: str, config: IngestConfig | None = None,
+           embedder=None) -> dict:
+    """Build the index at ``index_dir`` from ``kb_dir``; returns its card. ``embedder`` skips loading one."""
+    documents = load_knowledge_base(kb_dir)
+    if embedder is None:
+        from core.inference.embedder import Embedder
+
+        embedder = Embedder.load(embedder_ref)
+    return build_kb_index(documents, embedder.encode, index_dir, embedder_ref, config or IngestConfig())

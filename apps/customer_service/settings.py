@@ -1,0 +1,108 @@
+"""The bot's settings: one frozen object, read from the environment here and nowhere else.
+
+| variable | default | meaning |
+|---|---|---|
+| ``CS_KB_DIR`` | ``apps/customer_service/knowledge`` | the Markdown knowledge base |
+| ``CS_STATE_DIR`` | ``$TEXTML_VAR_DIR/customer_service`` (``var/customer_service``) | index, tickets, Rasa build |
+| ``CS_EMBEDDER`` | registry ``kb-embedder`` (production) if saved, else ``all-MiniLM-L6-v2`` | retrieval embedder |
+| ``CS_RERANKER`` | registry ``kb-reranker`` (production) if saved, else none; ``none`` turns it off | re-ranker |
+| ``CS_INTENT_MODEL`` | registry ``intent-banking77`` (production) if saved, else ``retrieval`` | intent model |
+| ``CS_ACTIONS_PORT`` / ``CS_RASA_PORT`` | ``5055`` / ``5005`` | action server / Rasa server ports |
+| ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | see ``RetrievalConfig`` | thresholds on the final score |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from apps.customer_service.retrieval import RetrievalConfig, Thresholds
+from core.registry import ModelNotFoundError, Registry
+
+APP_DIR = Path(__file__).resolve().parent
+REPO_ROOT = APP_DIR.parents[1]
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+EMBEDDER_NAME, RERANKER_NAME, INTENT_NAME = "kb-embedder", "kb-reranker", "intent-banking77"
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    kb_dir: Path = APP_DIR / "knowledge"
+    state_dir: Path = REPO_ROOT / "var" / "customer_service"
+    embedder: str = DEFAULT_EMBEDDER
+    reranker: str | None = None
+    intent_model: str = "retrieval"  # "retrieval" (nearest KB passage's intent) or a classifier artifact folder
+    actions_host: str = "127.0.0.1"
+    actions_port: int = 5055
+    rasa_port: int = 5005
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.state_dir / "kb_index"
+
+    @property
+    def tickets_db(self) -> Path:
+        return self.state_dir / "tickets.sqlite3"
+
+    @property
+    def rasa_dir(self) -> Path:
+        """Where the Rasa project is assembled, trained and run (models/, tracker store)."""
+        return self.state_dir / "rasa"
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    @property
+    def actions_url(self) -> str:
+        return f"http://{self.actions_host}:{self.actions_port}"
+
+
+def _registry_model(registry: Registry, name: str) -> str | None:
+    try:
+        return str(registry.path(name, "production"))
+    except (ModelNotFoundError, FileNotFoundError, ValueError):
+        return None
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
+    """Settings from environment variables (see the module doc); models default to the registry's production."""
+    env = dict(os.environ if env is None else env)
+    registry = Registry()
+    var_dir = Path(env.get("TEXTML_VAR_DIR", REPO_ROOT / "var"))
+    reranker = env.get("CS_RERANKER") or _registry_model(registry, RERANKER_NAME)
+    settings = BotSettings(
+        kb_dir=Path(env.get("CS_KB_DIR", APP_DIR / "knowledge")),
+        state_dir=Path(env.get("CS_STATE_DIR", var_dir / "customer_service")),
+        embedder=env.get("CS_EMBEDDER") or _registry_model(registry, EMBEDDER_NAME) or DEFAULT_EMBEDDER,
+        reranker=None if reranker in (None, "", "none") else reranker,
+        intent_model=env.get("CS_INTENT_MODEL") or _registry_model(registry, INTENT_NAME) or "retrieval",
+        actions_port=_port(env, "CS_ACTIONS_PORT", 5055),
+        rasa_port=_port(env, "CS_RASA_PORT", 5005),
+    )
+    answer, clarify = env.get("CS_ANSWER_THRESHOLD"), env.get("CS_CLARIFY_THRESHOLD")
+    if answer or clarify:
+        scale = "rerank" if settings.reranker else "cosine"
+        current: Thresholds = getattr(settings.retrieval, scale)
+        thresholds = Thresholds(answer=_float(answer, "CS_ANSWER_THRESHOLD", current.answer),
+                                clarify=_float(clarify, "CS_CLARIFY_THRESHOLD", current.clarify))
+        settings = replace(settings, retrieval=replace(settings.retrieval, **{scale: thresholds}))
+    return settings
+
+
+def _port(env: dict[str, str], name: str, default: int) -> int:
+    value = env.get(name, str(default))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"{name}={value!r} is not a TCP port; expected an integer 1..65535")
+    return int(value)
+
+
+def _float(value: str | None, name: str, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a number; expected e.g. 0.5") from None
