@@ -1,6 +1,8 @@
 """``python -m core``: train, evaluate, list and promote models.
 
     python -m core train classifier --train train.csv --dev dev.csv --name sentiment
+    python -m core train embedder --train pairs.csv --dev dev_pairs.csv --name kb-embedder
+    python -m core train reranker --train pairs.csv --dev dev_pairs.csv --name kb-reranker
     python -m core eval sentiment --data test.csv           # the production version
     python -m core models list
     python -m core promote sentiment 3                      # only if its dev metric is not worse
@@ -14,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -48,30 +51,59 @@ CLASSIFIER_HELP = {
 }
 
 
+PAIR_MODEL_HELP = {
+    "base_model": "model to start from: local path, packaged name (all-MiniLM-L6-v2, all-mpnet-base-v2) or hub name",
+    "epochs": "maximum epochs (early stopping on dev MRR@10 may end sooner)",
+    "batch_size": "pairs (embedder) or (query, passage) rows (re-ranker) per step",
+    "learning_rate": "AdamW learning rate", "head_learning_rate": "learning rate of the new one-logit head",
+    "weight_decay": "AdamW weight decay (not on biases and norms)",
+    "warmup_ratio": "share of steps with linear warm-up, then linear decay", "max_grad_norm": "gradient clipping norm",
+    "max_seq_length": "tokens per text (longer texts are truncated)",
+    "scale": "cosine similarity x scale = logits of the in-batch softmax (MultipleNegativesRankingLoss)",
+    "mined_negatives": "hard negatives per pair mined with the base model (0: in-batch negatives only)",
+    "one_pair_per_label": "labelled data: at most one pair of a label per batch (no false in-batch negatives)",
+    "negatives_per_query": "mined negatives per train pair", "eval_candidates": "candidates per dev query",
+    "mining_model": "bi-encoder that mines the negatives", "balance_classes": "weight positives by the "
+    "negative:positive ratio", "patience": "epochs without dev MRR@10 gain before early stopping",
+    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
+    "eval_batch_size": "batch size for evaluation", "progress": "show progress bars",
+}
+
+
 class CliError(Exception):
     """A usage error to print without a traceback."""
 
 
+def _plain_fields(config_cls) -> list[dataclasses.Field]:
+    """Fields with a plain default (numbers, text, flags): the ones a command line can set."""
+    return [f for f in dataclasses.fields(config_cls) if f.default is not dataclasses.MISSING]
+
+
 def _add_config_options(parser: argparse.ArgumentParser, config_cls, help_texts: dict[str, str]) -> None:
     """One ``--option`` per config field, typed from its default, documented from ``help_texts``."""
-    for f in dataclasses.fields(config_cls):
+    for f in _plain_fields(config_cls):
         flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        help_text = f"{help_texts.get(f.name, f.name)} (default: {default})"
-        if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        help_text = help_texts.get(f.name, f.name.replace("_", " "))
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=help_text)
         else:
-            kind = type(default) if default is not None else (float if "minutes" in f.name else str)
-            parser.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+            kind = type(f.default) if f.default is not None else (float if "minutes" in f.name else str)
+            parser.add_argument(flag, dest=f.name, type=kind, default=f.default, help=help_text)
 
 
 def _config_from_args(config_cls, args: argparse.Namespace):
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls) if getattr(args, f.name) is not None}
+    given = {f.name: getattr(args, f.name) for f in _plain_fields(config_cls) if getattr(args, f.name) is not None}
     return config_cls(**given)
 
 
 def _load_split(path: str | None, args: argparse.Namespace) -> LabelledTexts | None:
     return load_labelled(path, args.text_column, args.label_column) if path else None
+
+
+def _is_main_process() -> bool:
+    """False in the non-zero ranks of a distributed launch (``RANK`` set by torchrun/accelerate)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def train_classifier_command(args: argparse.Namespace) -> int:
@@ -88,6 +120,8 @@ def train_classifier_command(args: argparse.Namespace) -> int:
 
     print(f"training {args.name!r} from {config.base_model} on {len(train)} examples ({len(dev)} dev)")
     trained = train_classifier(config, train, dev)
+    if not _is_main_process():
+        return 0  # under accelerate launch / torchrun, one process writes the artifact
     metrics = {"dev": trained.metrics["dev"]}
     if test is not None:
         import numpy as np
@@ -106,6 +140,38 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     path = registry.save(args.name, trained.save, card)
     print(f"saved {path}")
     print(json.dumps(metrics, indent=2))
+    if args.promote:
+        print(registry.promote(args.name, path.name).reason)
+    return 0
+
+
+def train_pairs_command(args: argparse.Namespace) -> int:
+    """``train embedder`` and ``train reranker``: (query, positive) pairs or labelled texts in, artifact out."""
+    from core.data.pairs import PairDataConfig, load_pairs
+
+    if args.task == "embedder":
+        from core.finetune.embedder import EmbedderTrainingConfig as Config
+        from core.finetune.embedder import train_embedder as train
+    else:
+        from core.finetune.reranker import RerankerTrainingConfig as Config
+        from core.finetune.reranker import train_reranker as train
+    config = _config_from_args(Config, args)
+    config.validate()
+    data_config = PairDataConfig(mode=args.mode, query_column=args.query_column,
+                                 positive_column=args.positive_column, negative_column=args.negative_column,
+                                 text_column=args.text_column, label_column=args.label_column,
+                                 max_pairs_per_label=args.max_pairs_per_label)
+    train_pairs, dev_pairs = load_pairs(args.train, data_config), load_pairs(args.dev, data_config)
+    resolve_model(config.base_model)  # fail now, not after mining
+    registry = Registry(args.registry)
+
+    print(f"training {args.task} {args.name!r} from {config.base_model} on {len(train_pairs)} pairs "
+          f"({len(dev_pairs)} dev)")
+    trained = train(config, train_pairs, dev_pairs)
+    data = [data_record(args.train, "train", rows=len(train_pairs)), data_record(args.dev, "dev", rows=len(dev_pairs))]
+    path = registry.save(args.name, trained.save, trained.card(args.name, data))
+    print(f"saved {path}")
+    print(json.dumps(trained.metrics, indent=2))
     if args.promote:
         print(registry.promote(args.name, path.name).reason)
     return 0
@@ -178,6 +244,31 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
     _add_config_options(classifier, ClassifierTrainingConfig, CLASSIFIER_HELP)
     classifier.set_defaults(func=train_classifier_command)
+
+    from core.finetune.embedder import EmbedderTrainingConfig
+    from core.finetune.reranker import RerankerTrainingConfig
+
+    for task, config_cls, summary in (
+        ("embedder", EmbedderTrainingConfig, "bi-encoder (MultipleNegativesRankingLoss, in-batch negatives)"),
+        ("reranker", RerankerTrainingConfig, "cross-encoder re-ranker (binary cross-entropy, mined negatives)"),
+    ):
+        sub = train.add_parser(task, help=f"{summary} from (query, positive) pairs or labelled texts",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        sub.add_argument("--train", required=True, help="pairs (query, positive[, negative] columns) or labelled "
+                         "texts (text, label: same label = positive pair), .csv or .jsonl")
+        sub.add_argument("--dev", required=True, help="dev pairs or labelled texts: early stopping and promotion")
+        sub.add_argument("--mode", choices=["auto", "pairs", "labelled"], default="auto",
+                         help="auto: pairs when the query and positive columns exist")
+        sub.add_argument("--query-column", default="query")
+        sub.add_argument("--positive-column", default="positive")
+        sub.add_argument("--negative-column", default="negative", help="optional given hard negatives")
+        sub.add_argument("--text-column", default="text", help="labelled mode: the text")
+        sub.add_argument("--label-column", default="label", help="labelled mode: the label")
+        sub.add_argument("--max-pairs-per-label", type=int, default=200, help="labelled mode: pairs per label")
+        sub.add_argument("--name", required=True, help="registry name, e.g. kb-embedder")
+        sub.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
+        _add_config_options(sub, config_cls, PAIR_MODEL_HELP)
+        sub.set_defaults(func=train_pairs_command)
 
     evaluate = commands.add_parser("eval", help="score a classifier on labelled data")
     evaluate.add_argument("model", help="registry name or artifact folder")

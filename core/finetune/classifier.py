@@ -242,8 +242,11 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     for epoch in range(1, config.epochs + 1):
         model.train()
         batches = _batches([len(x) for x in train_ids], config.batch_size, rng, shuffle=True)
-        # each process of a distributed run takes every world_size-th batch
-        batches = batches[accelerator.process_index::accelerator.num_processes]
+        # each process of a distributed run takes every world_size-th batch; all take the same
+        # number (DDP all-reduces every step, so an extra step on one process would hang the others)
+        if accelerator.num_processes > 1:
+            usable = len(batches) // accelerator.num_processes * accelerator.num_processes
+            batches = batches[:usable][accelerator.process_index::accelerator.num_processes]
         losses = []
         bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress
                    or not accelerator.is_local_main_process, leave=False)
