@@ -75,8 +75,11 @@ class AlertStore:
 
     # -- the stream's batch ------------------------------------------------------------------
 
-    def write_batch(self, result: BatchResult, longest_window_s: float) -> list[Alert]:
-        """Persist a batch atomically; returns the alerts that are new (not already in the history)."""
+    def write_batch(self, result: BatchResult, longest_window_s: float, webhook: bool = False) -> list[Alert]:
+        """Persist a batch atomically; returns the alerts that are new (not already in the history).
+
+        ``webhook``: whether a webhook sink will deliver the new alerts (else they are marked ``disabled``).
+        """
         new: list[Alert] = []
         now = time.time()
         db = self.db
@@ -95,8 +98,9 @@ class AlertStore:
                            (self.group, topic, part, ticker, _finite(released_ts) - longest_window_s))
             for alert in result.alerts:
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO alerts (alert_id, ticker, rule, ts, created_at, body) VALUES (?,?,?,?,?,?)",
-                    (alert.alert_id, alert.ticker, alert.rule, alert.ts, now, json.dumps(alert.to_dict())))
+                    "INSERT OR IGNORE INTO alerts (alert_id, ticker, rule, ts, created_at, body, webhook_status) "
+                    "VALUES (?,?,?,?,?,?,?)", (alert.alert_id, alert.ticker, alert.rule, alert.ts, now,
+                                               json.dumps(alert.to_dict()), "pending" if webhook else "disabled"))
                 if cursor.rowcount:
                     new.append(alert)
             db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?)",

@@ -1,0 +1,215 @@
+"""The I/O shell around :class:`~apps.finance_monitor.engine.AlertEngine`: Kafka in, Kafka/SQLite/webhook out.
+
+The loop (at-least-once, with alerts deduplicated by id)::
+
+    collect a batch (at most batch_size records, at most max_wait_ms)
+    engine.process(batch)                     # validate, score, windows, rules (pure)
+    produce scores + dead letters; flush      # acks=all: on the broker's in-sync replicas
+    SQLite: window events, cooldowns, alerts, next offsets   (one transaction)
+    produce the new alerts; flush; mark them published      # outbox: re-sent on restart if we die here
+    commit the offsets to Kafka
+
+A crash after the SQLite transaction and before the commit leaves the checkpoint ahead of the
+committed offset; on assignment the stream seeks to the checkpoint, so no event enters a
+window twice and no alert repeats. A rebalance drops the revoked partitions' state and the
+new owner rebuilds it from SQLite (processors of one group share the database file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from apps.finance_monitor.engine import AlertEngine, BatchResult, Record, Scorer
+from apps.finance_monitor.metrics import StreamMetrics
+from apps.finance_monitor.settings import StreamConfig
+from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.webhook import WebhookSink
+
+log = logging.getLogger(__name__)
+
+
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="finance-monitor-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, processor: StreamProcessor) -> None:
+        self.processor = processor
+
+    def on_partitions_revoked(self, revoked):
+        self.processor.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned):
+        self.processor.on_assigned(assigned)
+
+
+class StreamProcessor:
+    """Runs the stream until ``stop`` is set (SIGTERM sets it) or, with ``idle_exit_s``, the input is quiet."""
+
+    def __init__(self, config: StreamConfig, engine: AlertEngine, scorer: Scorer,
+                 metrics: StreamMetrics | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.scorer = scorer
+        self.metrics = metrics or StreamMetrics()
+        self.stop = threading.Event()
+        self._pending: list = []
+        self._seen_records = False
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.store: AlertStore | None = None
+
+    # -- rebalance ---------------------------------------------------------------------------
+
+    def on_revoked(self, partitions) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
+        for partition in gone:
+            self.engine.drop(partition)
+        log.info("partitions revoked: %s", sorted(gone))
+
+    def on_assigned(self, partitions) -> None:
+        for tp in partitions:
+            self.engine.partitions[(tp.topic, tp.partition)] = self.store.load_partition(tp.topic, tp.partition,
+                                                                                         self.engine)
+            checkpoint = self.store.checkpoint(tp.topic, tp.partition)
+            if checkpoint is not None:
+                self.consumer.seek(tp, checkpoint)
+        log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in partitions))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, idle_exit_s: float | None = None, on_batch: Callable[[BatchResult], None] | None = None) -> None:
+        config = self.config
+        ensure_topics(config.bootstrap_servers, [config.input_topic, config.scored_topic, config.alerts_topic,
+                                                 config.deadletter_topic], config.partitions)
+        self.store = AlertStore(config.db_path, config.group_id)
+        self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5,
+                                      retries=5, max_in_flight_requests_per_connection=1)
+        self.consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=config.group_id,
+                                      enable_auto_commit=False, auto_offset_reset="earliest",
+                                      max_poll_records=config.batch_size, client_id="finance-monitor")
+        webhook = None
+        if config.webhook_url:
+            webhook = WebhookSink(config.webhook_url, config.db_path, config.group_id, config.webhook_retries,
+                                  config.webhook_backoff_s, on_failure=self.metrics.webhook_failures.inc)
+            webhook.start()
+        try:
+            self._publish_outbox()
+            self.consumer.subscribe([config.input_topic], listener=_Rebalance(self))
+            self.metrics.ready.set(1)
+            last_records = time.monotonic()
+            while not self.stop.is_set():
+                batch = self._collect()
+                if not batch:
+                    if idle_exit_s is not None and time.monotonic() - last_records > idle_exit_s:
+                        log.info("no input for %.0f s: stopping", idle_exit_s)
+                        break
+                    continue
+                last_records = time.monotonic()
+                result = self._handle(batch, webhook)
+                if on_batch is not None:
+                    on_batch(result)
+        finally:
+            self.metrics.ready.set(0)
+            if webhook is not None:
+                webhook.stop()
+                webhook.join(timeout=10)
+            self.consumer.close(autocommit=False)
+            self.producer.close(timeout=10)
+            self.store.close()
+            log.info("stream stopped")
+
+    def _collect(self) -> list:
+        """Up to batch_size records, waiting at most max_wait_ms after the first poll."""
+        self._pending = []
+        deadline = time.monotonic() + self.config.max_wait_ms / 1000.0
+        while len(self._pending) < self.config.batch_size and not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = self.consumer.poll(timeout_ms=max(int(remaining * 1000), 1),
+                                        max_records=self.config.batch_size - len(self._pending))
+            for records in polled.values():
+                self._pending.extend(records)
+        if self._pending and not self._seen_records:
+            self._seen_records = True
+            self.metrics.first_record.set(time.time())
+        return self._pending
+
+    def _handle(self, batch: list, webhook: WebhookSink | None) -> BatchResult:
+        started = time.monotonic()
+        config, metrics = self.config, self.metrics
+        records = [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
+        result = self.engine.process(records, self.scorer)
+        for key, value in result.scored:
+            self.producer.send(config.scored_topic, key=key, value=_json(value))
+        for key, value in result.dead:
+            self.producer.send(config.deadletter_topic, key=key, value=_json(value))
+        self.producer.flush()
+        new_alerts = self.store.write_batch(result, self.engine.rules.longest_window_s, webhook is not None)
+        for alert in new_alerts:
+            self.producer.send(config.alerts_topic, key=alert.alert_id.encode(), value=_json(alert.to_dict()))
+            log.warning("ALERT %s", alert.summary())
+        self.producer.flush()
+        self.store.mark_published(a.alert_id for a in new_alerts)
+        if new_alerts and webhook is not None:
+            webhook.wake.set()
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.offsets.items()}
+        try:
+            self.consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as error:
+            # The partitions moved during the batch: the checkpoint already holds the outcome, and the new
+            # owner seeks to it, so nothing is lost or counted twice.
+            log.warning("offset commit failed (%s); the new owner resumes from the checkpoint", error)
+        now = time.time()
+        metrics.consumed.inc(len(batch))
+        metrics.scored.inc(len(result.scored))
+        metrics.late.inc(result.late)
+        for _, dead in result.dead:
+            metrics.dead_letters.labels(dead["reason"]).inc()
+        for alert in new_alerts:
+            metrics.alerts.labels(alert.rule).inc()
+        for record in batch:
+            metrics.record_latency.observe(max(now - record.timestamp / 1000.0, 0.0))
+        for (topic, part), offset in result.offsets.items():
+            end = self.consumer.highwater(TopicPartition(topic, part))
+            if end is not None:
+                metrics.lag.labels(str(part)).set(max(end - offset, 0))
+        metrics.batch_latency.observe(time.monotonic() - started)
+        return result
+
+    def _publish_outbox(self) -> None:
+        """Alerts written to SQLite but not yet produced (the last run died in between)."""
+        leftovers = self.store.unpublished()
+        for alert in leftovers:
+            self.producer.send(self.config.alerts_topic, key=alert["alert_id"].encode(), value=_json(alert))
+        if leftovers:
+            self.producer.flush()
+            self.store.mark_published(a["alert_id"] for a in leftovers)
+            log.info("published %d alert(s) left over from the last run", len(leftovers))
+
+
+def _json(value: dict) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
