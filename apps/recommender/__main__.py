@@ -1,0 +1,5 @@
+"""``python -m apps.recommender --help``."""
+
+from apps.recommender.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""Small real fixtures: the model-free hashing encoder and a toy catalog whose right answers are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apps.recommender.config import RecommenderConfig
+from apps.recommender.encoders import HashingEncoder
+from apps.recommender.recommender import Recommender
+
+DEMO = Path(__file__).resolve().parents[3] / "apps" / "recommender" / "demo_data"
+
+ITEMS = [
+    {"id": "tent", "title": "Backpacking tent", "category": "outdoor", "tags": ["camping", "tent"],
+     "text": "two person camping tent"},
+    {"id": "bag", "title": "Down sleeping bag", "category": "outdoor", "tags": ["camping", "sleeping"],
+     "text": "warm sleeping bag for camping"},
+    {"id": "stove", "title": "Camp stove", "category": "outdoor", "tags": ["camping", "cooking"],
+     "text": "gas stove for camping trips", "available": False},
+    {"id": "knife", "title": "Chef knife", "category": "kitchen", "tags": ["cooking", "knife"],
+     "text": "steel kitchen knife"},
+    {"id": "pan", "title": "Cast iron pan", "category": "kitchen", "tags": ["cooking", "pan"],
+     "text": "cast iron skillet for the kitchen"},
+    {"id": "novel", "title": "Desert mystery novel", "category": "books", "tags": ["fiction"],
+     "text": "a mystery story"},
+]
+
+
+def make_config(tmp_path: Path, **overrides) -> RecommenderConfig:
+    return RecommenderConfig(store_dir=tmp_path / "store", embedder="hashing", **overrides)
+
+
+@pytest.fixture
+def encoder() -> HashingEncoder:
+    return HashingEncoder(256)
+
+
+@pytest.fixture
+def rec(tmp_path: Path, encoder: HashingEncoder) -> Recommender:
+    recommender = Recommender.load(make_config(tmp_path, mmr_lambda=1.0), encoder=encoder)
+    recommender.upsert_items(ITEMS)
+    yield recommender
+    recommender.close()

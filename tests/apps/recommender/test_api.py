@@ -1,0 +1,108 @@
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from apps.recommender.api import create_app
+from apps.recommender.client import RecommenderClient, RecommenderClientError
+from apps.recommender.recommender import Recommender
+
+
+@pytest.fixture
+def client(rec: Recommender) -> TestClient:
+    with TestClient(create_app(recommender=rec)) as test_client:
+        yield test_client
+
+
+def test_recommend_contract(client: TestClient) -> None:
+    response = client.post("/recommend", json={"history": ["knife", "ghost"], "query": None, "k": 2,
+                                               "filters": {"category": "kitchen"}})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) >= {"items", "unknown_ids"} and body["unknown_ids"] == ["ghost"]
+    assert [item["id"] for item in body["items"]] == ["pan"]
+    assert set(body["items"][0]) >= {"id", "score", "explanation"}
+
+
+def test_history_events_with_timestamps(client: TestClient) -> None:
+    response = client.post("/recommend", json={"history": [{"id": "knife", "ts": 3}, "tent"], "k": 1})
+    assert response.status_code == 200 and len(response.json()["items"]) == 1
+
+
+def test_empty_request_gives_popular_items_with_a_note(client: TestClient) -> None:
+    body = client.post("/recommend", json={"history": [], "k": 3}).json()
+    assert len(body["items"]) == 3 and "popular" in body["note"]
+
+
+@pytest.mark.parametrize("k", [0, 1000])
+def test_k_out_of_range_is_422_with_the_reason(client: TestClient, k: int) -> None:
+    response = client.post("/recommend", json={"history": ["tent"], "k": k})
+    assert response.status_code == 422
+    assert f"k={k} is out of range; expected an integer from 1 to 100" in response.json()["detail"]
+
+
+def test_malformed_upsert_is_rejected_and_nothing_written(client: TestClient, rec: Recommender) -> None:
+    before = rec.health()
+    response = client.post("/items", json={"items": [{"id": "ok", "title": "fine"},
+                                                     {"id": "bad", "title": "x", "price": -3}]})
+    assert response.status_code == 422
+    assert any(err["loc"][-1] == "price" and "greater than or equal to 0" in err["msg"]
+               for err in response.json()["detail"])
+    duplicate = client.post("/items", json={"items": [{"id": "a", "title": "x"}, {"id": "a", "title": "y"}]})
+    assert duplicate.status_code == 422 and "repeats row 1" in duplicate.json()["detail"]
+    assert rec.health() == before
+
+
+def test_upsert_then_recommend_then_delete(client: TestClient) -> None:
+    written = client.post("/items", json={"items": [{"id": "kayak", "title": "Sea kayak", "text": "kayak paddle"}]})
+    assert written.status_code == 200 and written.json()["ids"] == ["kayak"]
+    top = client.post("/recommend", json={"query": "kayak paddle", "k": 1}).json()["items"]
+    assert top[0]["id"] == "kayak"
+    deleted = client.request("DELETE", "/items", json={"ids": ["kayak", "nope"]}).json()
+    assert deleted["ids"] == ["kayak"] and deleted["unknown_ids"] == ["nope"]
+    assert client.delete("/items/kayak").status_code == 404
+
+
+def test_similar_and_health_and_schema(client: TestClient) -> None:
+    assert client.get("/similar/knife", params={"k": 1}).json()["items"][0]["id"] == "pan"
+    assert client.get("/similar/nothing").status_code == 404
+    assert client.get("/similar/knife", params={"k": 0}).status_code == 422
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["items"] == 6 and health["index_kind"] == "flat"
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/recommend", "/similar/{item_id}", "/items", "/health"} <= set(paths)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_real_server_with_the_typed_client(rec: Recommender) -> None:
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with RecommenderClient(f"http://127.0.0.1:{port}") as api:
+            assert api.health().items == 6
+            api.upsert_items([{"id": "wok", "title": "Carbon steel wok", "category": "kitchen", "text": "wok"}])
+            result = api.recommend(["knife"], k=3, filters={"category": "kitchen"})
+            assert {item.id for item in result.items} == {"pan", "wok"}
+            assert api.similar("wok", k=1).items
+            with pytest.raises(RecommenderClientError) as caught:
+                api.recommend(["knife"], k=0)
+            assert caught.value.status == 422 and "out of range" in str(caught.value)
+            assert api.delete_items(["wok"]).ids == ["wok"]
+    finally:
+        server.should_exit = True
+        thread.join(10)
