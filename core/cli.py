@@ -5,6 +5,7 @@
     python -m core train reranker --train pairs.csv --dev dev_pairs.csv --name kb-reranker
     python -m core eval sentiment --data test.csv           # the production version
     python -m core models list
+    python -m core export-onnx sentiment --data dev.csv     # int8 ONNX, used only if accuracy holds
     python -m core promote sentiment 3                      # only if its dev metric is not worse
 
 Every input is checked (files, columns, labels, model reference) before any model loads.
@@ -197,6 +198,18 @@ def eval_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_onnx_command(args: argparse.Namespace) -> int:
+    from core.inference.onnx_classifier import export_int8
+
+    path = Path(args.model) if Path(args.model).is_dir() else Registry(args.registry).path(args.model, args.version)
+    data = load_labelled(args.data, args.text_column, args.label_column)
+    verdict = export_int8(path, data, args.max_drop)
+    print(json.dumps(verdict, indent=2))
+    print("accepted: apps serving on the CPU use the int8 model" if verdict["accepted"]
+          else "rejected: accuracy dropped too much; apps keep serving the PyTorch model")
+    return 0
+
+
 def models_list_command(args: argparse.Namespace) -> int:
     registry = Registry(args.registry)
     cards: list[ModelCard] = registry.cards(args.name) if args.name else registry.cards()
@@ -277,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--text-column", default="text")
     evaluate.add_argument("--label-column", default="label")
     evaluate.set_defaults(func=eval_command)
+
+    onnx = commands.add_parser("export-onnx", help="int8 ONNX serving copy of a classifier, used on the CPU only "
+                               "when its accuracy on --data stays within --max-drop of PyTorch")
+    onnx.add_argument("model", help="registry name or artifact folder")
+    onnx.add_argument("--version", default="production", help="version, 'latest' or an alias")
+    onnx.add_argument("--data", required=True, help="labelled data to compare on (the dev split)")
+    onnx.add_argument("--text-column", default="text")
+    onnx.add_argument("--label-column", default="label")
+    onnx.add_argument("--max-drop", type=float, default=0.01, help="largest accepted accuracy loss (0.01 = 1 point)")
+    onnx.set_defaults(func=export_onnx_command)
 
     models = commands.add_parser("models", help="the registry").add_subparsers(dest="action", required=True)
     listing = models.add_parser("list", help="list models, versions, aliases and dev metrics")

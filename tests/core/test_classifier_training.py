@@ -124,3 +124,24 @@ def _card(trained: TrainedClassifier):
     return ModelCard(name="topics", task="classifier", base_model=trained.config.base_model,
                      hyperparameters=trained.hyperparameters(), labels=trained.labels,
                      metrics={"dev": trained.metrics["dev"]}, extra={"history": trained.history})
+
+
+def test_int8_onnx_is_measured_and_used_only_when_accepted(trained: TrainedClassifier, tmp_path: Path) -> None:
+    from core.inference.onnx_classifier import OnnxTextClassifier, export_int8, load_classifier
+
+    path = Registry(tmp_path / "models").save("topics", trained.save, _card(trained))
+    dev = _split("dev")
+    verdict = export_int8(path, dev)
+    assert (path / "onnx" / "model.int8.onnx").exists()
+    assert read_card(path).extra["serving"]["onnx_int8"] == verdict
+    assert abs(verdict["torch_accuracy"] - trained.metrics["dev"]["accuracy"]) < 1e-9
+    int8 = OnnxTextClassifier(path)
+    agree = np.mean([a == b for a, b in zip(int8.predict(dev.texts).labels,
+                                            TextClassifier.load(path, device="cpu").predict(dev.texts).labels,
+                                            strict=True)])
+    assert agree >= 0.8
+    served = load_classifier(path, device="cpu")
+    assert isinstance(served, OnnxTextClassifier) == verdict["accepted"]
+
+    export_int8(path, dev, max_drop=-1.0)  # an impossible bar: rejected, PyTorch serves
+    assert isinstance(load_classifier(path, device="cpu"), TextClassifier)
