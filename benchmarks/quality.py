@@ -89,6 +89,7 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
                "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]},
     )
     artifact = registry.save(name, trained.save, card)
+    promotion = registry.promote(name, artifact.name)  # production only if dev is not worse than the current one
     result = {
         "accuracy": test_metrics["accuracy"], "macro_f1": test_metrics["macro_f1"],
         "weighted_f1": test_metrics["weighted_f1"], "ece": test_metrics["ece"],
@@ -100,7 +101,8 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
         "predict_examples_per_s": round(len(test) / predict_seconds, 1),
         "floor": FLOORS[key], "method": config.method, "head_init": config.head_init,
-        "device": str(classifier.device_info.name),
+        "device": str(classifier.device_info.name), "production": promotion.promoted,
+        "promotion": promotion.reason,
     }
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
     return result
