@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from apps.customer_service.actions import make_actions
 from apps.customer_service.intents import ClassifierIntents, RetrievalIntents
@@ -95,14 +94,12 @@ def build_app(services: Services, rasa_url: str):
 
 def serve(settings: BotSettings) -> None:
     """Load the models and serve until interrupted (one process, so the models load once)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.INFO)
     install_masking()
     services = load_services(settings)
     app = build_app(services, settings.rasa_url)
-    log.info("action server listening on %s", settings.actions_url)
+    log.info("action server listening on %s (web chat at %s/)", settings.actions_url, settings.actions_url)
     app.run(host=settings.actions_host, port=settings.actions_port, single_process=True, access_log=False,
             motd=False)
 
-
-def index_ready(path: Path) -> bool:
-    return (Path(path) / "card.json").is_file()

@@ -1,0 +1,172 @@
+"""``python -m apps.customer_service``: ingest the knowledge base, train and run the bot, list tickets, chat.
+
+Settings come from the environment (see ``apps/customer_service/settings.py``); the options here
+override them for one command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from apps.customer_service.settings import BotSettings, settings_from_env
+
+
+def _settings(args: argparse.Namespace) -> BotSettings:
+    settings = settings_from_env()
+    overrides = {key: value for key, value in {
+        "kb_dir": getattr(args, "kb", None), "state_dir": getattr(args, "state", None),
+        "embedder": getattr(args, "embedder", None)}.items() if value is not None}
+    return replace(settings, **overrides)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from apps.customer_service.ingest import ingest
+    from apps.customer_service.kb_index import IngestConfig
+
+    settings = _settings(args)
+    card = ingest(settings.kb_dir, settings.index_dir, settings.embedder,
+                  IngestConfig(max_words=args.max_words, index_questions=not args.no_questions))
+    print(json.dumps(card, indent=2) if args.json else
+          f"indexed {card['documents']} documents ({card['chunks']} passages, {card['entries']} entries, "
+          f"{len(card['intents'])} intents) with {card['embedder']} into {settings.index_dir}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from apps.customer_service.action_server import load_services
+
+    answer = load_services(_settings(args)).retriever.answer(args.question)
+    if args.json:
+        print(json.dumps(answer.to_dict(), indent=2))
+    elif answer.best is None:
+        print("no passage found")
+    else:
+        print(f"[{answer.decision}, confidence {answer.confidence:.3f}] {answer.best.chunk.text}\n"
+              f"Source: {answer.best.chunk.title}")
+    return 0
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from apps.customer_service.tickets import TicketStore
+
+    store = TicketStore(_settings(args).tickets_db)
+    if args.close is not None:
+        ticket = store.close(args.close)
+        print(f"closed {ticket.number}")
+        return 0
+    tickets = store.list(None if args.status == "all" else args.status)
+    if args.json:
+        print(json.dumps([ticket.to_dict() for ticket in tickets], indent=2, ensure_ascii=False))
+        return 0
+    if not tickets:
+        print(f"no {args.status} tickets")
+    for ticket in tickets:
+        last = next((t["text"] for t in reversed(ticket.transcript) if t["speaker"] == "user"), "")
+        print(f"{ticket.number}  {ticket.created_at}  {ticket.status:6}  {ticket.sender_id}  {ticket.reason}\n"
+              f"          last message: {last[:100]}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from apps.customer_service.rasa_project import train
+
+    print(f"trained {train(_settings(args), config=args.config)}")
+    return 0
+
+
+def cmd_actions(args: argparse.Namespace) -> int:
+    from apps.customer_service.action_server import serve
+
+    settings = _settings(args)
+    if not settings.index_dir.joinpath("card.json").is_file():
+        from apps.customer_service.ingest import ingest
+
+        ingest(settings.kb_dir, settings.index_dir, settings.embedder)
+    serve(settings)
+    return 0
+
+
+def cmd_rasa(args: argparse.Namespace) -> int:
+    from apps.customer_service.rasa_project import assemble, environment, model_path, server_command, train
+
+    settings = _settings(args)
+    if not model_path(settings).is_file():
+        train(settings)
+    project = assemble(settings)
+    command = server_command(settings)
+    os.chdir(project)
+    os.execve(command[0], command, environment(settings, project))
+    return 1  # not reached
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from apps.customer_service.chat import chat
+
+    chat(args.url or _settings(args).rasa_url, args.sender)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m apps.customer_service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state", type=Path, help="state folder: index, tickets, Rasa build (default "
+                                                   "var/customer_service or CS_STATE_DIR)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="parse, chunk, embed and index the knowledge base (atomic swap)")
+    p.add_argument("--kb", type=Path, help="knowledge-base folder (default apps/customer_service/knowledge)")
+    p.add_argument("--embedder", help="embedder artifact folder or model reference (default: registry "
+                                      "kb-embedder, else all-MiniLM-L6-v2)")
+    p.add_argument("--max-words", type=int, default=80, help="passage length cap in words (default 80)")
+    p.add_argument("--no-questions", action="store_true", help="index passages only, not the example questions")
+    p.add_argument("--json", action="store_true", help="print the index card as JSON")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ask", help="answer one question from the knowledge base (retrieval only, no Rasa)")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the decision, passage, source and options as JSON")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("tickets", help="list hand-off tickets (open by default) or close one")
+    p.add_argument("--status", choices=["open", "closed", "all"], default="open", help="which tickets to list")
+    p.add_argument("--close", type=int, metavar="ID", help="close the ticket with this id (T-000042 is 42)")
+    p.add_argument("--json", action="store_true", help="print tickets with transcripts as JSON")
+    p.set_defaults(func=cmd_tickets)
+
+    p = sub.add_parser("train", help="assemble the Rasa project from the knowledge base and run `rasa train`")
+    p.add_argument("--config", type=Path, help="a Rasa config.yml to train with instead of the shipped one")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("actions", help="run the action server (actions, /intents, web chat page at /)")
+    p.set_defaults(func=cmd_actions)
+
+    p = sub.add_parser("rasa", help="run the Rasa server (REST + socket.io, SQLite tracker store); trains if needed")
+    p.set_defaults(func=cmd_rasa)
+
+    p = sub.add_parser("chat", help="chat with the running bot in the terminal")
+    p.add_argument("--url", help="Rasa server URL (default http://127.0.0.1:CS_RASA_PORT)")
+    p.add_argument("--sender", help="conversation id (default: a new one); reuse one to resume a conversation")
+    p.set_defaults(func=cmd_chat)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Rasa NLU component: ask core's intent model, served by the action server, for the BANKING77 intent.
+
+Runs inside the Rasa server (Python 3.10, Rasa 3.6), which has no torch, so the model stays in the
+project's process and this component calls it over HTTP (``POST /intents`` on the action server,
+``CS_INTENTS_URL`` or the ``url`` option). Standard library only.
+
+* Small talk that Rasa's own classifier is sure about (``keep_intents`` at ``keep_threshold`` or
+  above) is left alone; every other message gets core's intent and ranking.
+* If the action server does not answer, the message's intent becomes ``service_unavailable`` (a
+  rule makes the bot say so and how to reach a person) instead of the bot going silent later,
+  when the answering action would fail.
+"""
+
+# ruff: noqa: UP006, UP035, UP019, UP045, UP037
+# Rasa 3.6 validates its graph from these annotations; keep the typing-module spelling it expects.
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional, Text
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY, INTENT_RANKING_KEY, PREDICTED_CONFIDENCE_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+
+logger = logging.getLogger(__name__)
+UNAVAILABLE = "service_unavailable"
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
+class CoreIntentClassifier(GraphComponent, IntentClassifier):
+    @staticmethod
+    def get_default_config() -> Dict[Text, Any]:
+        return {
+            "url": "http://127.0.0.1:5055/intents",  # overridden by the CS_INTENTS_URL environment variable
+            "timeout": 5.0,                          # seconds per request
+            "ranking_length": 10,
+            "keep_intents": [],                      # Rasa's own intents that win when confident
+            "keep_threshold": 0.5,
+            "unavailable_intent": UNAVAILABLE,
+        }
+
+    def __init__(self, config: Dict[Text, Any]) -> None:
+        self.component_config = {**self.get_default_config(), **config}
+        self.url = os.environ.get("CS_INTENTS_URL") or self.component_config["url"]
+        self.keep = set(self.component_config["keep_intents"])
+
+    @classmethod
+    def create(cls, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
+               execution_context: ExecutionContext) -> "CoreIntentClassifier":
+        return cls(config)
+
+    def _kept(self, message: Message) -> bool:
+        intent = message.get(INTENT) or {}
+        return (intent.get(INTENT_NAME_KEY) in self.keep
+                and (intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0) >= self.component_config["keep_threshold"])
+
+    def process(self, messages: List[Message]) -> List[Message]:
+        todo = [m for m in messages if isinstance(m.get(TEXT), str) and m.get(TEXT).strip() and not self._kept(m)]
+        if not todo:
+            return messages
+        rankings = self._ask([m.get(TEXT) for m in todo])
+        for message, ranking in zip(todo, rankings or [None] * len(todo), strict=True):
+            if ranking is None:
+                intent = {INTENT_NAME_KEY: self.component_config["unavailable_intent"], PREDICTED_CONFIDENCE_KEY: 1.0}
+                message.set(INTENT, intent, add_to_output=True)
+                message.set(INTENT_RANKING_KEY, [intent], add_to_output=True)
+                continue
+            if not ranking:
+                continue  # the model knows nothing about it: keep Rasa's own intent
+            ranked = [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])} for r in ranking]
+            message.set(INTENT, ranked[0], add_to_output=True)
+            message.set(INTENT_RANKING_KEY, ranked, add_to_output=True)
+        return messages
+
+    def _ask(self, texts: List[Text]) -> Optional[List[List[Dict[Text, Any]]]]:
+        body = json.dumps({"texts": texts, "n": self.component_config["ranking_length"]}).encode("utf-8")
+        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.component_config["timeout"]) as response:
+                rankings = json.loads(response.read().decode("utf-8"))["rankings"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
+            logger.warning("intent service %s did not answer (%s); marking the message %s", self.url, error,
+                           self.component_config["unavailable_intent"])
+            return None
+        if not isinstance(rankings, list) or len(rankings) != len(texts):
+            logger.warning("intent service %s answered %d rankings for %d texts", self.url, len(rankings), len(texts))
+            return None
+        return rankings
+
+    def process_training_data(self, training_data):  # not trainable: nothing to add to the training data
+        return training_data

@@ -1,0 +1,100 @@
+"""Assemble, train and run the Rasa project (Rasa 3.6 in its own Python 3.10 environment).
+
+The hand-written project lives in ``apps/customer_service/rasa/``. The parts that follow from
+the knowledge base are generated into the assembled copy (``<state>/rasa/project``), so that
+the knowledge base stays the one source of truth:
+
+* ``domain/banking77.yml``: one intent per answer document's ``intent:``;
+* ``data/banking77.yml``: the documents' example questions as NLU examples of the coarse
+  ``bank_question`` intent, and one rule per intent: ``intent -> action_answer_from_kb``.
+
+``endpoints.yml`` gets the action server's URL and the SQLite tracker store's path (kept outside
+the project folder, so conversations survive re-assembly, re-training and restarts).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from apps.customer_service.knowledge_base import KbDocument, load_knowledge_base
+from apps.customer_service.settings import APP_DIR, BotSettings
+from infra.rasa import rasa_environment, rasa_executable
+
+TEMPLATE = APP_DIR / "rasa"
+MODEL_NAME = "bot"
+FORM_INTENTS = {"lost_or_stolen_card"}  # intents handled by a form rule in data/rules.yml, not by retrieval
+UP_AND_RUNNING = "Rasa server is up and running"
+
+
+def generated_files(documents: list[KbDocument]) -> dict[str, dict]:
+    """The knowledge-base-derived domain and data, as YAML-ready dicts keyed by relative path."""
+    intents = sorted({doc.intent for doc in documents if doc.intent})
+    examples = sorted({q for doc in documents for q in doc.questions})
+    rules = [{"rule": f"answer {intent}", "steps": [{"intent": intent}, {"action": "action_answer_from_kb"}]}
+             for intent in intents if intent not in FORM_INTENTS]
+    return {
+        "domain/banking77.yml": {"version": "3.1", "intents": intents},
+        "data/banking77.yml": {
+            "version": "3.1",
+            "nlu": [{"intent": "bank_question", "examples": "".join(f"- {q}\n" for q in examples)}],
+            "rules": rules,
+        },
+    }
+
+
+def assemble(settings: BotSettings, documents: list[KbDocument] | None = None, config: Path | None = None) -> Path:
+    """Write the runnable project to ``<state>/rasa/project`` and return that folder."""
+    documents = documents if documents is not None else load_knowledge_base(settings.kb_dir)
+    project = settings.rasa_dir / "project"
+    if project.exists():
+        shutil.rmtree(project)
+    shutil.copytree(TEMPLATE, project, ignore=shutil.ignore_patterns("__pycache__"))
+    if config is not None:
+        shutil.copyfile(config, project / "config.yml")
+    for relative, content in generated_files(documents).items():
+        (project / relative).write_text("# generated from the knowledge base; do not edit\n"
+                                        + yaml.safe_dump(content, sort_keys=False, allow_unicode=True),
+                                        encoding="utf-8")
+    endpoints = (project / "endpoints.yml").read_text(encoding="utf-8")
+    tracker_db = (settings.rasa_dir / "tracker.sqlite3").resolve()
+    endpoints = endpoints.replace("__ACTIONS_URL__", settings.actions_url).replace("__TRACKER_DB__", str(tracker_db))
+    (project / "endpoints.yml").write_text(endpoints, encoding="utf-8")
+    return project
+
+
+def environment(settings: BotSettings, project: Path) -> dict[str, str]:
+    """Rasa's subprocess environment: its own venv, the project folder importable (custom component)."""
+    env = rasa_environment()
+    env["PYTHONPATH"] = str(project)
+    env["CS_INTENTS_URL"] = f"{settings.actions_url}/intents"
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def model_path(settings: BotSettings) -> Path:
+    return settings.rasa_dir / "models" / f"{MODEL_NAME}.tar.gz"
+
+
+def train(settings: BotSettings, config: Path | None = None, timeout: float = 1800) -> Path:
+    """Assemble and ``rasa train`` (Rasa skips the work when nothing changed); returns the model file."""
+    project = assemble(settings, config=config)
+    models = settings.rasa_dir / "models"
+    command = [str(rasa_executable()), "train", "--domain", "domain", "--data", "data", "--config", "config.yml",
+               "--out", str(models), "--fixed-model-name", MODEL_NAME]
+    result = subprocess.run(command, cwd=project, env=environment(settings, project), capture_output=True,
+                            text=True, timeout=timeout)
+    if result.returncode != 0 or not model_path(settings).is_file():
+        tail = (result.stdout[-3000:] + result.stderr[-3000:]).strip()
+        raise RuntimeError(f"`rasa train` failed with exit code {result.returncode} in {project}:\n{tail}")
+    return model_path(settings)
+
+
+def server_command(settings: BotSettings) -> list[str]:
+    """``rasa run`` with the API, CORS for the web page, REST + socket.io, the trained model."""
+    return [str(rasa_executable()), "run", "--enable-api", "--cors", "*", "--port", str(settings.rasa_port),
+            "--model", str(model_path(settings)), "--endpoints", "endpoints.yml", "--credentials",
+            "credentials.yml"]
