@@ -77,7 +77,7 @@ def parse_document(path: Path, root: Path | None = None) -> KbDocument:
         raise KnowledgeBaseError(path, end + 2, "the document has no text after its front matter; write the answer")
 
     def where(key: str) -> int:
-        return _key_line(lines[1:end], key) + 1
+        return _key_line(lines[1:end], key)
 
     title = meta.get("title")
     if not isinstance(title, str) or not title.strip():
@@ -116,7 +116,7 @@ def _front_matter(path: Path, text: str) -> dict:
     unknown = sorted(set(map(str, meta)) - ALLOWED_KEYS)
     if unknown:
         lines = text.splitlines()
-        raise KnowledgeBaseError(path, _key_line(lines, unknown[0]) + 1, f"unknown front-matter key(s) {unknown}; "
+        raise KnowledgeBaseError(path, _key_line(lines, unknown[0]), f"unknown front-matter key(s) {unknown}; "
                                                                          f"allowed: {sorted(ALLOWED_KEYS)}")
     return meta
 
