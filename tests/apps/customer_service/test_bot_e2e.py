@@ -99,7 +99,8 @@ def bot(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[dict]:
         processes.append(rasa)
         wait_for(lambda: actions_ready(settings.actions_url), actions, actions_log, "action server")
         wait_for(lambda: rasa_ready(settings.rasa_url, rasa_log), rasa, rasa_log, "Rasa server")
-        yield {"settings": settings, "actions": actions, "rasa_log": rasa_log}
+        yield {"settings": settings, "actions": actions, "rasa": rasa, "rasa_log": rasa_log, "env": env,
+               "processes": processes}
     finally:
         for process in reversed(processes):
             stop(process)
@@ -116,7 +117,7 @@ def texts(messages: list[dict]) -> str:
     return "\n".join(m.get("text", "") for m in messages)
 
 
-def test_conversation_answers_runs_the_form_hands_off_and_survives_the_action_server_going_down(bot: dict) -> None:
+def test_conversation_answers_runs_the_form_hands_off_and_survives_restarts(bot: dict) -> None:
     sender = "e2e-customer"
     assert "Nimbus Bank assistant" in texts(say(bot, sender, "hello"))
 
@@ -138,12 +139,21 @@ def test_conversation_answers_runs_the_form_hands_off_and_survives_the_action_se
     assert ticket.sender_id == sender and "still hasn't arrived" in stored
     assert "[CARD ****1111]" in stored and "4111 1111" not in stored
 
-    # the conversation is in the SQL tracker store (SQLite), so it survives a restart of the server
+    # the conversation is in the SQL tracker store (SQLite) and resumes after a restart of the Rasa server
     db = bot["settings"].rasa_dir / "tracker.sqlite3"
     with sqlite3.connect(db) as connection:
         count = connection.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0]
     assert count > 20
+    stop(bot["rasa"])
+    restarted_log = bot["rasa_log"].with_name("rasa-restarted.log")
+    rasa = start(["rasa"], restarted_log, bot["env"])
+    bot["processes"].append(rasa)
+    wait_for(lambda: rasa_ready(bot["settings"].rasa_url, restarted_log), rasa, restarted_log, "restarted Rasa")
+    tracker = httpx.get(f"{bot['settings'].rasa_url}/conversations/{sender}/tracker", timeout=30).json()
+    assert tracker["slots"]["ticket_id"] == "T-000001"
+    assert "I lost my card" in [e.get("text") for e in tracker["events"] if e["event"] == "user"]
 
+    # the action server goes down: the bot says so and how to reach a person, it does not go silent
     stop(bot["actions"])
     reply = texts(say(bot, sender, "how do I top up with my debit card?"))
     assert "can't answer questions right now" in reply and "a person will take over" in reply
