@@ -66,37 +66,89 @@ class LinearRanker:
 
 
 def training_examples(histories: Mapping[str, Sequence[int]], index: ItemIndex, size: int, max_key: int,
-                      config: RankingConfig, negatives: int = 50, seed: int = 13,
-                      max_users: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels: per user, the last item (label 1) against ``negatives`` of its candidates (0)."""
+                      config: RankingConfig, targets_per_user: int = 2, negatives: int | None = None, seed: int = 13,
+                      max_users: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features (n, F), labels (n,) and group ids (n,): one group per (user, held-out target).
+
+    The last ``targets_per_user`` items of each history are targets, each ranked against the
+    candidates of the history before it (all of them, or ``negatives`` sampled). The
+    interaction statistics leave every target out.
+    """
     rng = np.random.default_rng(seed)
     usable = {u: [k for k in keys if index.has(k)] for u, keys in histories.items()}
-    usable = {u: keys for u, keys in usable.items() if len(keys) >= 3}
-    held_out = InteractionStats.from_histories({u: keys[:-1] for u, keys in usable.items()}, size)
+    usable = {u: keys for u, keys in usable.items() if len(keys) >= targets_per_user + 2}
+    held_out = InteractionStats.from_histories({u: keys[:-targets_per_user] for u, keys in usable.items()}, size)
     users = sorted(usable)
     if max_users is not None and len(users) > max_users:
         users = sorted(rng.choice(users, size=max_users, replace=False).tolist())
-    xs, ys = [], []
+    xs, ys, groups = [], [], []
     for user in users:
-        keys = usable[user]
-        target, history = keys[-1], np.asarray(keys[:-1], dtype=np.int64)
-        profile = Profile(history, np.ones(len(history), np.float32), seen=set(history.tolist()))
-        signals = user_signals(profile, index, held_out, config)
-        pool = candidates(profile, signals, index, held_out, config)
-        pool = pool[pool != target]
-        if len(pool) > negatives:
-            pool = rng.choice(pool, size=negatives, replace=False)
-        keys_x = np.concatenate([[target], pool]).astype(np.int64)
-        x, _ = features(keys_x, profile, signals, index, held_out, max_key, config)
-        xs.append(x)
-        ys.append(np.r_[1.0, np.zeros(len(pool))])
+        for back in range(1, targets_per_user + 1):
+            keys = usable[user][: len(usable[user]) - back + 1]
+            target, history = keys[-1], np.asarray(keys[:-1], dtype=np.int64)
+            profile = Profile(history, np.ones(len(history), np.float32), seen=set(history.tolist()))
+            signals = user_signals(profile, index, held_out, config)
+            pool = candidates(profile, signals, index, held_out, config)
+            pool = pool[pool != target]
+            if negatives is not None and len(pool) > negatives:
+                pool = rng.choice(pool, size=negatives, replace=False)
+            keys_x = np.concatenate([[target], pool]).astype(np.int64)
+            x, _ = features(keys_x, profile, signals, index, held_out, max_key, config)
+            xs.append(x)
+            ys.append(np.r_[1.0, np.zeros(len(pool))])
+            groups.append(np.full(len(keys_x), len(groups)))
     if not xs:
-        return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0)
-    return np.concatenate(xs), np.concatenate(ys)
+        return np.zeros((0, len(FEATURES)), np.float32), np.zeros(0), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
 
 
-def fit_ranker(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> LinearRanker:
-    """Logistic regression on standardised features; falls back to the fixed weights with too few examples."""
+def group_ndcg(scores: np.ndarray, targets: np.ndarray, groups: np.ndarray, cutoff: int = 10) -> float:
+    """Mean NDCG@cutoff over groups with one relevant row each (``targets[g]`` = its row); 1.0 when all first."""
+    better = np.bincount(groups, weights=scores > scores[targets][groups], minlength=len(targets))
+    rank = better + 1
+    return float(np.where(rank <= cutoff, 1.0 / np.log2(rank + 1), 0.0).mean())
+
+
+def coordinate_ascent(z: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray, rounds: int = 4
+                      ) -> tuple[np.ndarray, float, float]:
+    """Refine ``weights`` one coordinate at a time to maximise training NDCG@10 (Metzler and Croft, 2007).
+
+    A logistic loss weighs every (target, candidate) pair alike, and most pairs are easy; the
+    top ten is decided by a few hard ones. Coordinate ascent optimises the ranking metric itself:
+    for each feature in turn it tries a grid of steps and keeps the best, for a few rounds.
+    """
+    targets = np.flatnonzero(y == 1)
+    groups = np.searchsorted(np.unique(groups), groups)
+    if len(targets) != groups.max() + 1:
+        raise ValueError("coordinate ascent needs exactly one target row per group")
+    targets = targets[np.argsort(groups[targets])]
+    w = weights / (np.abs(weights).sum() or 1.0)
+    best = initial = group_ndcg(z @ w, targets, groups)
+    steps = np.array([-1.0, -0.5, -0.25, -0.1, -0.05, 0.05, 0.1, 0.25, 0.5, 1.0])
+    for _ in range(rounds):
+        improved = False
+        for j in range(len(w)):
+            for step in steps:
+                trial = w.copy()
+                trial[j] += step
+                score = group_ndcg(z @ trial, targets, groups)
+                if score > best + 1e-6:
+                    best, w, improved = score, trial, True
+        if not improved:
+            break
+    return w.astype(np.float32), round(initial, 4), round(best, 4)
+
+
+def fit_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, c: float = 1.0,
+               refine: bool = True) -> LinearRanker:
+    """Weights from logistic regression on standardised features; the fixed weights with too few examples.
+
+    With ``groups`` (one id per row: the user the row was ranked for) the regression is
+    pairwise: it learns ``w`` such that ``w . (x_target - x_other) > 0`` for pairs within a
+    user, which is what ranking needs; pooled pointwise regression instead learns what
+    separates targets from candidates across users, where per-user effects (a long history
+    inflates every co-occurrence score) swamp the ranking signal.
+    """
     from sklearn.linear_model import LogisticRegression
 
     positives = int(y.sum())
@@ -105,16 +157,30 @@ def fit_ranker(x: np.ndarray, y: np.ndarray, c: float = 1.0) -> LinearRanker:
         return LinearRanker.fixed()
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0)
-    model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
-    model.fit((x - mean) / scale, y)
+    z = (x - mean) / scale
+    if groups is not None:
+        diffs = []
+        for group in np.unique(groups):
+            rows = groups == group
+            pos, neg = z[rows & (y == 1)], z[rows & (y == 0)]
+            if len(pos) and len(neg):
+                diffs.append((pos[:, None, :] - neg[None, :, :]).reshape(-1, z.shape[1]))
+        d = np.concatenate(diffs)
+        model = LogisticRegression(C=c, fit_intercept=False, max_iter=2000)
+        model.fit(np.concatenate([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))])
+    else:
+        model = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+        model.fit(z, y)
     weights = model.coef_[0].astype(np.float32)
+    info: dict = {"examples": int(len(y)), "positives": positives, "pairwise": groups is not None}
+    if groups is not None and refine:
+        weights, info["train_ndcg10_logistic"], info["train_ndcg10"] = coordinate_ascent(z, y, groups, weights)
     query = FEATURES.index("query")
     if x[:, query].std() <= 1e-6:
         # The log has no queries, so the data cannot say what a query is worth: give a query as much pull
         # per unit of cosine as the history's text features have together.
         text = [FEATURES.index(name) for name in ("text_recent", "text_max", "text_mean")]
         weights[query] = float(sum(max(weights[i], 0.0) / scale[i] for i in text)) or 1.0
-    info = {"examples": int(len(y)), "positives": positives,
-            "weights": {name: round(float(w), 4) for name, w in zip(FEATURES, weights, strict=True)}}
+    info["weights"] = {name: round(float(w), 4) for name, w in zip(FEATURES, weights, strict=True)}
     log.info("learned ranker weights: %s", info["weights"])
     return LinearRanker(weights, mean.astype(np.float32), scale.astype(np.float32), "learned", info)

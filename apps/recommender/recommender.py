@@ -221,9 +221,9 @@ class Recommender:
 
     def fit_ranker(self, negatives: int = 50, max_users: int | None = 5000) -> LinearRanker:
         """Learn the ranker weights from the interaction log (see apps.recommender.ranker) and save them."""
-        x, y = training_examples(self.histories(), self._index, self._max_key + 1, self._max_key,
+        x, y, groups = training_examples(self.histories(), self._index, self._max_key + 1, self._max_key,
                                  self.config.ranking, negatives=negatives, max_users=max_users)
-        self._ranker = fit_ranker(x, y)
+        self._ranker = fit_ranker(x, y, groups)
         if self._ranker.source == "learned":
             self._ranker.save(self.config.ranker_path)
         return self._ranker
