@@ -64,12 +64,18 @@ def _config(args: argparse.Namespace) -> StreamConfig:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from apps.finance_monitor.rules import load_rules
+    from apps.finance_monitor.tickers import load_tickers
+
     config = _config(args)
-    from apps.finance_monitor.demo_model import ensure_model
+    load_rules(config.rules_path)  # bad configuration fails in a second, before the model libraries load
+    load_tickers(config.tickers_path)
+    if args.ensure_model:
+        from apps.finance_monitor.demo_model import ensure_model
+
+        ensure_model(config)
     from apps.finance_monitor.service import build_stream
 
-    if args.ensure_model:
-        ensure_model(config)
     processor = build_stream(config)
     processor.metrics.serve(config.metrics_port)
 
