@@ -103,7 +103,7 @@ def replay_command(args: argparse.Namespace) -> int:
     options = ReplayOptions(rate=args.rate, start_ts=args.start_ts, spacing_s=args.spacing,
                             text_column=args.text_column, limit=args.limit)
     messages = messages_from_file(args.file, options, load_tickers(config.tickers_path))
-    ensure_topics(config.bootstrap_servers, [config.input_topic], config.partitions)
+    ensure_topics(config.bootstrap_servers, [config.input_topic], config.partitions, wait_s=10.0)
     producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5)
     try:
         sent = replay(producer, config.input_topic, messages, args.rate)
@@ -200,13 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("kafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from apps.finance_monitor.rules import RulesError
+    from apps.finance_monitor.stream import BrokerUnavailableError
     from apps.finance_monitor.tickers import TickerConfigError
     from core.data.tables import DataError
     from core.registry import ModelNotFoundError
 
     try:
         return args.handler(args)
-    except (RulesError, TickerConfigError, DataError, ModelNotFoundError, ValueError) as error:
+    except (RulesError, TickerConfigError, DataError, ModelNotFoundError, ValueError,
+            BrokerUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

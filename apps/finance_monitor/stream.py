@@ -38,9 +38,27 @@ from apps.finance_monitor.webhook import WebhookSink
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="finance-monitor-admin")
+class BrokerUnavailableError(RuntimeError):
+    """No broker answered at the bootstrap servers in time."""
+
+
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
+    """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are.
+
+    Waits up to ``wait_s`` for the broker: under `make up` the stream starts alongside it.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="finance-monitor-admin",
+                                     bootstrap_timeout_ms=5000)
+            break
+        except KafkaError:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(f"no Kafka broker answered at {bootstrap} within {wait_s:.0f} s; "
+                                             "start one with `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS") from None
+            log.info("waiting for the Kafka broker at %s", bootstrap)
+            time.sleep(2.0)
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
