@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,65 +17,27 @@ import httpx
 import pytest
 
 from apps.customer_service.ingest import ingest
-from apps.customer_service.rasa_project import UP_AND_RUNNING, train
-from apps.customer_service.settings import APP_DIR, REPO_ROOT, BotSettings
+from apps.customer_service.launch import (
+    ServiceStartError,
+    actions_ready,
+    free_port,
+    rasa_ready,
+    start_service,
+    stop_service,
+    wait_until,
+)
+from apps.customer_service.rasa_project import train
+from apps.customer_service.settings import APP_DIR, BotSettings
 from apps.customer_service.tickets import TicketStore
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
-    handle = open(log, "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen([sys.executable, "-m", "apps.customer_service", *args], cwd=REPO_ROOT, env=env,
-                            stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for(ready, process: subprocess.Popen, log: Path, what: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        if ready():
-            return
-        time.sleep(1)
-    pytest.fail(f"{what} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def rasa_ready(url: str, log: Path) -> bool:
-    """Rasa's "up and running" line, or (the same moment) /status answering with the loaded model.
-
-    Rasa logs the line from a logger that Sanic's logging set-up disables in this version, so
-    the log line may never appear; /status answers 409 until the agent is loaded, 200 after.
-    """
-    if UP_AND_RUNNING in log.read_text(errors="replace"):
-        return True
+def wait_for(ready, process, log: Path, what: str) -> None:
     try:
-        return httpx.get(f"{url}/status", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def actions_ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        wait_until(ready, process, log, what)
+    except ServiceStartError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +49,11 @@ def bot(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[dict]:
            "CS_INTENT_MODEL": "retrieval", "HF_HUB_OFFLINE": "1", "TEXTML_NUM_THREADS": "1"}
     ingest(APP_DIR / "knowledge", settings.index_dir, "all-MiniLM-L6-v2", embedder=embedder)
     actions_log, rasa_log = state / "actions.log", state / "rasa.log"
-    actions = start(["actions"], actions_log, env)  # loads its models while Rasa trains
+    actions = start_service("actions", actions_log, env)  # loads its models while Rasa trains
     processes = [actions]
     try:
         train(settings)
-        rasa = start(["rasa"], rasa_log, env)
+        rasa = start_service("rasa", rasa_log, env)
         processes.append(rasa)
         wait_for(lambda: actions_ready(settings.actions_url), actions, actions_log, "action server")
         wait_for(lambda: rasa_ready(settings.rasa_url, rasa_log), rasa, rasa_log, "Rasa server")
@@ -103,7 +61,7 @@ def bot(tmp_path_factory: pytest.TempPathFactory, embedder) -> Iterator[dict]:
                "processes": processes}
     finally:
         for process in reversed(processes):
-            stop(process)
+            stop_service(process)
 
 
 def say(bot: dict, sender: str, text: str) -> list[dict]:
@@ -144,9 +102,9 @@ def test_conversation_answers_runs_the_form_hands_off_and_survives_restarts(bot:
     with sqlite3.connect(db) as connection:
         count = connection.execute("SELECT COUNT(*) FROM events WHERE sender_id = ?", (sender,)).fetchone()[0]
     assert count > 20
-    stop(bot["rasa"])
+    stop_service(bot["rasa"])
     restarted_log = bot["rasa_log"].with_name("rasa-restarted.log")
-    rasa = start(["rasa"], restarted_log, bot["env"])
+    rasa = start_service("rasa", restarted_log, bot["env"])
     bot["processes"].append(rasa)
     wait_for(lambda: rasa_ready(bot["settings"].rasa_url, restarted_log), rasa, restarted_log, "restarted Rasa")
     tracker = httpx.get(f"{bot['settings'].rasa_url}/conversations/{sender}/tracker", timeout=30).json()
@@ -154,6 +112,6 @@ def test_conversation_answers_runs_the_form_hands_off_and_survives_restarts(bot:
     assert "I lost my card" in [e.get("text") for e in tracker["events"] if e["event"] == "user"]
 
     # the action server goes down: the bot says so and how to reach a person, it does not go silent
-    stop(bot["actions"])
+    stop_service(bot["actions"])
     reply = texts(say(bot, sender, "how do I top up with my debit card?"))
     assert "can't answer questions right now" in reply and "a person will take over" in reply

@@ -1,0 +1,413 @@
+"""``make bench-bot``: the support bot on BANKING77 (protocol in ../shared/BENCHMARKS.md) -> var/bench/bot.json.
+
+Parts (``--parts``, each merged into the figures file as it finishes, so a partial run keeps what ran):
+
+* ``retrieval``: FAQ retrieval over the shipped knowledge base with BANKING77 test utterances as
+  queries. Hit@1 = the top document answers the query's intent; Recall@5; MRR@10. Methods: BM25
+  (rank-bm25), the base embedder, the embedder fine-tuned on train-split utterances (registered as
+  ``kb-embedder``), and fine-tuned + the cross-encoder re-ranker (``kb-reranker``) on its top 10.
+  All retrieve from the same entries the bot indexes (passages + example questions), scored per
+  document by its best entry. Thresholds for the answering action are suggested from dev.
+* ``intents``: test accuracy of core's classifier alone (``intent-banking77``, trained by
+  ``make bench-quality``, or here with ``--train-classifier``) and through the running Rasa server
+  (``/model/parse``) with that classifier behind ``CoreIntentClassifier``; reply latency p50/p95
+  through the REST webhook for answered questions, the action server doing retrieval.
+* ``diet``: Rasa's own DIET pipeline trained on the same train split (``--diet-epochs``), test accuracy.
+
+    python -m benchmarks.bot                                   # everything
+    python -m benchmarks.bot --parts retrieval --limit 300     # quick look on a test subsample
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from apps.customer_service.chunking import chunk_documents
+from apps.customer_service.kb_index import KbIndex, build_kb_index
+from apps.customer_service.knowledge_base import load_knowledge_base
+from apps.customer_service.settings import APP_DIR, EMBEDDER_NAME, INTENT_NAME, RERANKER_NAME
+from benchmarks import datasets
+from benchmarks.quality import machine
+from core.artifacts import data_record
+from core.data.pairs import make_pairs
+from core.ranking_metrics import ranking_metrics
+from core.registry import ModelNotFoundError, Registry
+
+log = logging.getLogger("benchmarks.bot")
+OUTPUT = datasets.REPO_ROOT / "var" / "bench" / "bot.json"
+PARTS = ("retrieval", "intents", "diet")
+TOKEN = re.compile(r"\w+")
+
+
+# ---------------------------------------------------------------------------------------------- retrieval
+def doc_scores(index: KbIndex, query_vectors: np.ndarray, doc_ids: list[str]) -> np.ndarray:
+    """(queries, documents) best-entry cosine per document, through the bot's own FAISS search."""
+    position = {doc: i for i, doc in enumerate(doc_ids)}
+    scores = np.full((len(query_vectors), len(doc_ids)), -np.inf, dtype=np.float32)
+    for row, hits in enumerate(index.search(query_vectors, len(index.chunks))):
+        for chunk, score in hits:
+            col = position[chunk.doc_id]
+            scores[row, col] = max(scores[row, col], score)
+    return scores
+
+
+def bm25_scores(documents, queries: list[str], doc_ids: list[str]) -> np.ndarray:
+    from rank_bm25 import BM25Okapi
+
+    entries, owners = [], []
+    for chunk in chunk_documents(documents):
+        entries.append(chunk.indexed_text)
+        owners.append(doc_ids.index(chunk.doc_id))
+    for doc in documents:
+        for question in doc.questions:
+            entries.append(question)
+            owners.append(doc_ids.index(doc.doc_id))
+    bm25 = BM25Okapi([TOKEN.findall(text.lower()) for text in entries])
+    owners = np.asarray(owners)
+    scores = np.full((len(queries), len(doc_ids)), -np.inf, dtype=np.float32)
+    for row, query in enumerate(queries):
+        entry_scores = bm25.get_scores(TOKEN.findall(query.lower()))
+        np.maximum.at(scores[row], owners, entry_scores.astype(np.float32))
+    return scores
+
+
+def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict:
+    # shuffle-free ties are fine here: documents are in file order, unrelated to the queries' intents
+    found = ranking_metrics(scores, relevant, recall_at=(1, 5), mrr_at=10)
+    return {"hit1": round(found["recall@1"], 4), "recall5": round(found["recall@5"], 4),
+            "mrr10": round(found["mrr@10"], 4), "queries": found["queries"]}
+
+
+def rerank_scores(reranker, documents, queries: list[str], first: np.ndarray, top: int = 10) -> np.ndarray:
+    """Re-score each query's ``top`` documents with the cross-encoder; the rest keep their order below them."""
+    text = {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
+    order = np.argsort(-first, axis=1)[:, :top]  # (queries, top)
+    pairs = [(q, text[int(d)]) for q, row in zip(queries, order, strict=True) for d in row]
+    flat = reranker.model.predict(pairs, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
+    scores = first - 1e3  # below every re-ranked candidate, same order
+    for row, candidates in enumerate(order):
+        scores[row, candidates] = flat[row * top:(row + 1) * top]
+    return scores
+
+
+def suggest_thresholds(best: np.ndarray, correct: np.ndarray, answer_precision: float = 0.95,
+                       clarify_precision: float = 0.80) -> dict:
+    """Lowest score thresholds whose answered share is right at least ``*_precision`` of the time (on dev)."""
+    result = {}
+    for name, target in (("answer", answer_precision), ("clarify", clarify_precision)):
+        chosen = None
+        for threshold in np.unique(np.round(best, 3)):
+            kept = best >= threshold
+            if kept.any() and correct[kept].mean() >= target:
+                chosen = float(threshold)
+                break
+        result[name] = chosen
+        result[f"{name}_coverage"] = round(float((best >= chosen).mean()), 4) if chosen is not None else 0.0
+    return result
+
+
+def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, Path | None]:
+    """Fine-tune the embedder (and the re-ranker) on train utterances -> their KB passage; register both."""
+    from core.finetune.embedder import EmbedderTrainingConfig, train_embedder
+    from core.finetune.reranker import RerankerTrainingConfig, train_reranker
+
+    passage = {doc.intent: f"{doc.title}. {' '.join(doc.body.split())}" for doc in documents if doc.intent}
+    rng = random.Random(13)
+
+    def pairs(split, limit: int | None, name: str):
+        rows = list(zip(split.texts, split.labels, strict=True))
+        if limit and len(rows) > limit:
+            rows = rng.sample(rows, limit)
+        return make_pairs([t for t, _ in rows], [passage[y] for _, y in rows], labels=[y for _, y in rows],
+                          source=name)
+
+    train_file = datasets.datasets_dir() / "banking77" / "train.csv"
+    dev = pairs(splits["dev"], args.dev_limit, "banking77/dev")
+    embedder_config = EmbedderTrainingConfig(epochs=args.embedder_epochs, batch_size=32, learning_rate=3e-5,
+                                             max_seq_length=args.max_seq_length, progress=args.progress)
+    trained = train_embedder(embedder_config, pairs(splits["train"], args.train_limit, "banking77/train"), dev)
+    card = trained.card(EMBEDDER_NAME, [data_record(train_file, "train", len(splits["train"])),
+                                        data_record(train_file, "dev", len(splits["dev"]))],
+                        pairs="BANKING77 train utterance -> the knowledge-base passage of its intent")
+    embedder_path = registry.save(EMBEDDER_NAME, trained.save, card)
+    log.info("embedder: %s, promotion: %s", embedder_path, registry.promote(EMBEDDER_NAME, embedder_path.name).reason)
+    if args.reranker_epochs == 0:
+        return embedder_path, None
+    reranker_config = RerankerTrainingConfig(mining_model=str(embedder_path), epochs=args.reranker_epochs,
+                                             negatives_per_query=3, max_seq_length=2 * args.max_seq_length,
+                                             progress=args.progress)
+    trained = train_reranker(reranker_config, pairs(splits["train"], args.reranker_train_limit, "banking77/train"),
+                             pairs(splits["dev"], min(args.dev_limit or 200, 200), "banking77/dev"))
+    card = trained.card(RERANKER_NAME, [data_record(train_file, "train", len(splits["train"])),
+                                        data_record(train_file, "dev", len(splits["dev"]))],
+                        mining_model=str(embedder_path))
+    reranker_path = registry.save(RERANKER_NAME, trained.save, card)
+    log.info("re-ranker: %s, promotion: %s", reranker_path, registry.promote(RERANKER_NAME, reranker_path.name).reason)
+    return embedder_path, reranker_path
+
+
+def run_retrieval(args, splits, registry: Registry) -> dict:
+    from core.inference.embedder import Embedder
+    from core.inference.reranker import Reranker
+
+    documents = load_knowledge_base(APP_DIR / "knowledge")
+    doc_ids = [doc.doc_id for doc in documents]
+    test = subsample(splits["test"], args.limit)
+    relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in test.labels]
+    started = time.monotonic()
+    results = {"bm25": metrics(bm25_scores(documents, test.texts, doc_ids), relevant)}
+    log.info("bm25: %s", results["bm25"])
+
+    if args.reuse_models:
+        embedder_path, reranker_path = registry.path(EMBEDDER_NAME, "latest"), registry.path(RERANKER_NAME, "latest")
+    else:
+        embedder_path, reranker_path = train_kb_models(args, splits, documents, registry)
+    dev = subsample(splits["dev"], args.dev_limit)
+    final_scores, dev_scores = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, reference in (("base", "all-MiniLM-L6-v2"), ("finetuned", str(embedder_path))):
+            embedder = Embedder.load(reference)
+            build_kb_index(documents, embedder.encode, Path(tmp) / name, reference)
+            index = KbIndex.load(Path(tmp) / name)
+            final_scores[name] = doc_scores(index, embedder.encode(test.texts), doc_ids)
+            dev_scores[name] = doc_scores(index, embedder.encode(dev.texts), doc_ids)
+            results[name] = metrics(final_scores[name], relevant)
+            log.info("%s: %s", name, results[name])
+    if reranker_path is not None:
+        reranker = Reranker.load(reranker_path)
+        final_scores["finetuned_rerank"] = rerank_scores(reranker, documents, test.texts, final_scores["finetuned"],
+                                                         args.rerank_top)
+        dev_scores["finetuned_rerank"] = rerank_scores(reranker, documents, dev.texts, dev_scores["finetuned"],
+                                                       args.rerank_top)
+        results["finetuned_rerank"] = metrics(final_scores["finetuned_rerank"], relevant)
+        log.info("finetuned_rerank: %s", results["finetuned_rerank"])
+    dev_relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in dev.labels]
+    thresholds = {}
+    for name, scores in dev_scores.items():
+        top = scores.argmax(axis=1)
+        correct = np.array([int(t) in wanted for t, wanted in zip(top, dev_relevant, strict=True)])
+        thresholds[name] = suggest_thresholds(scores.max(axis=1), correct)
+    return {"retrieval": results, "retrieval_dev_thresholds": thresholds,
+            "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
+                                "embedder": str(embedder_path), "reranker": str(reranker_path),
+                                "rerank_top": args.rerank_top, "max_seq_length": args.max_seq_length,
+                                "seconds": round(time.monotonic() - started, 1)}}
+
+
+def subsample(split, limit: int | None):
+    """A seeded random subsample of a split (all of it when ``limit`` is None)."""
+    if not limit or len(split) <= limit:
+        return split
+    rows = random.Random(13).sample(list(zip(split.texts, split.labels, strict=True)), limit)
+    return type(split)([t for t, _ in rows], [y for _, y in rows], f"{split.source}[{limit}]")
+
+
+# ---------------------------------------------------------------------------------------------- intents
+def intent_model(args, splits, registry: Registry) -> Path:
+    """The ``intent-banking77`` production classifier, or one trained here with ``--train-classifier``."""
+    if not args.train_classifier:
+        try:
+            return registry.path(INTENT_NAME, "production")
+        except ModelNotFoundError as error:
+            raise SystemExit(f"{error}; run `make bench-quality` first or pass --train-classifier") from None
+    from benchmarks.quality import run_task
+    from core.finetune.classifier import ClassifierTrainingConfig
+
+    base = ClassifierTrainingConfig(progress=args.progress, max_train_minutes=args.classifier_minutes)
+    result = run_task("banking77", base, {"epochs": args.classifier_epochs}, registry)
+    return Path(result["artifact"])
+
+
+def run_intents(args, splits, registry: Registry) -> dict:
+    import httpx
+
+    from apps.customer_service.launch import (
+        actions_ready,
+        free_port,
+        start_service,
+        stop_service,
+        wait_until,
+    )
+    from apps.customer_service.launch import rasa_ready as rasa_is_ready
+    from apps.customer_service.rasa_project import train
+    from apps.customer_service.settings import BotSettings
+    from core.inference.classifier import TextClassifier
+
+    classifier_path = intent_model(args, splits, registry)
+    test = subsample(splits["test"], args.limit)
+    classifier = TextClassifier.load(classifier_path)
+    started = time.monotonic()
+    predicted = classifier.predict(test.texts).labels
+    core_seconds = time.monotonic() - started
+    accuracy_core = float(np.mean([p == y for p, y in zip(predicted, test.labels, strict=True)]))
+    log.info("core classifier %s: accuracy %.4f", classifier_path, accuracy_core)
+    dev = splits["dev"]
+    dev_prediction = classifier.predict(dev.texts)
+    dev_correct = np.array([p == y for p, y in zip(dev_prediction.labels, dev.labels, strict=True)])
+    fallback = suggest_thresholds(dev_prediction.confidences, dev_correct)
+    del classifier
+
+    state = Path(tempfile.mkdtemp(prefix="bench-bot-"))
+    settings = BotSettings(state_dir=state, actions_port=free_port(), rasa_port=free_port())
+    env = {**os.environ, "CS_STATE_DIR": str(state), "CS_ACTIONS_PORT": str(settings.actions_port),
+           "CS_RASA_PORT": str(settings.rasa_port), "CS_INTENT_MODEL": str(classifier_path), "HF_HUB_OFFLINE": "1"}
+    processes = []
+    try:
+        actions = start_service("actions", state / "actions.log", env)  # ingests with the registry's embedder
+        processes.append(actions)
+        train(settings)
+        rasa = start_service("rasa", state / "rasa.log", env)
+        processes.append(rasa)
+        wait_until(lambda: actions_ready(settings.actions_url), actions, state / "actions.log", "action server", 600)
+        wait_until(lambda: rasa_is_ready(settings.rasa_url, state / "rasa.log"), rasa, state / "rasa.log", "Rasa",
+                   600)
+        client = httpx.Client(timeout=60)
+        names, fallbacks = [], 0
+        for text in test.texts:
+            parsed = client.post(f"{settings.rasa_url}/model/parse", json={"text": text}).json()
+            ranking = [r["name"] for r in parsed.get("intent_ranking", []) if r["name"] != "nlu_fallback"]
+            fallbacks += parsed["intent"]["name"] == "nlu_fallback"
+            names.append(ranking[0] if ranking else parsed["intent"]["name"])
+        accuracy_rasa = float(np.mean([p == y for p, y in zip(names, test.labels, strict=True)]))
+        log.info("through Rasa: accuracy %.4f (%d fallbacks)", accuracy_rasa, fallbacks)
+        latencies = []
+        for i, text in enumerate(test.texts[: args.latency_queries]):
+            sent = time.perf_counter()
+            reply = client.post(f"{settings.rasa_url}/webhooks/rest/webhook",
+                                json={"sender": f"bench-{i}", "message": text}).json()
+            elapsed = (time.perf_counter() - sent) * 1000
+            if any(m.get("custom", {}).get("kb", {}).get("decision") == "answer" for m in reply):
+                latencies.append(elapsed)
+    finally:
+        for process in reversed(processes):
+            stop_service(process)
+    return {"intent_accuracy_core": round(accuracy_core, 4), "intent_accuracy_rasa": round(accuracy_rasa, 4),
+            "intent_fallback_rate_rasa": round(fallbacks / len(test), 4),
+            "fallback_threshold_dev": fallback, "intent_model": str(classifier_path),
+            "core_predict_texts_per_s": round(len(test) / core_seconds, 1),
+            "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+            "latency_p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
+            "latency_answered": len(latencies), "latency_sent": min(len(test), args.latency_queries),
+            "intent_test_queries": len(test)}
+
+
+# ---------------------------------------------------------------------------------------------- DIET
+DIET_PARSE = """
+import asyncio, json, sys
+from rasa.core.agent import Agent
+agent = Agent.load(sys.argv[1])
+texts = json.load(open(sys.argv[2]))
+async def main():
+    return [(await agent.parse_message(t))["intent"]["name"] for t in texts]
+json.dump(asyncio.run(main()), open(sys.argv[3], "w"))
+"""
+
+
+def run_diet(args, splits) -> dict:
+    from infra.rasa import rasa_environment, rasa_executable
+
+    test = subsample(splits["test"], args.limit)
+    work = Path(tempfile.mkdtemp(prefix="bench-diet-"))
+    (work / "data").mkdir()
+    by_intent: dict[str, list[str]] = {}
+    for text, label in zip(splits["train"].texts, splits["train"].labels, strict=True):
+        by_intent.setdefault(label, []).append(text)
+    nlu = {"version": "3.1", "nlu": [{"intent": k, "examples": "".join(f"- {' '.join(t.split())}\n" for t in v)}
+                                     for k, v in sorted(by_intent.items())]}
+    (work / "data" / "nlu.yml").write_text(yaml.safe_dump(nlu, sort_keys=False, allow_unicode=True))
+    (work / "domain.yml").write_text(yaml.safe_dump({"version": "3.1", "intents": sorted(by_intent)}))
+    config = {"recipe": "default.v1", "language": "en", "assistant_id": "bench-diet", "policies": [],
+              "pipeline": [{"name": "WhitespaceTokenizer"}, {"name": "CountVectorsFeaturizer"},
+                           {"name": "CountVectorsFeaturizer", "analyzer": "char_wb", "min_ngram": 1, "max_ngram": 4},
+                           {"name": "DIETClassifier", "epochs": args.diet_epochs, "constrain_similarities": True,
+                            "entity_recognition": False}]}
+    (work / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    env = rasa_environment()
+    started = time.monotonic()
+    result = subprocess.run([str(rasa_executable()), "train", "nlu", "--fixed-model-name", "diet", "--out", "models"],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"DIET training failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    train_seconds = time.monotonic() - started
+    (work / "texts.json").write_text(json.dumps(test.texts))
+    python = str(rasa_executable().with_name("python"))
+    result = subprocess.run([python, "-c", DIET_PARSE, str(work / "models" / "diet.tar.gz"), str(work / "texts.json"),
+                             str(work / "predicted.json")], cwd=work, env=env, capture_output=True, text=True,
+                            timeout=3600)
+    if result.returncode != 0:
+        raise RuntimeError(f"DIET parsing failed:\n{result.stderr[-3000:]}")
+    predicted = json.loads((work / "predicted.json").read_text())
+    accuracy = float(np.mean([p == y for p, y in zip(predicted, test.labels, strict=True)]))
+    log.info("DIET (%d epochs): accuracy %.4f", args.diet_epochs, accuracy)
+    return {"intent_accuracy_diet": round(accuracy, 4), "diet_epochs": args.diet_epochs,
+            "diet_train_seconds": round(train_seconds, 1)}
+
+
+# ---------------------------------------------------------------------------------------------- main
+def merge(path: Path, figures: dict, args) -> dict:
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(figures)
+    current["machine"] = machine()
+    current.setdefault("runs", {})[next(iter(figures))] = {"args": {k: v for k, v in vars(args).items()
+                                                                   if k != "output"},
+                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2))
+    return current
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to run (default all)")
+    parser.add_argument("--limit", type=int, help="test utterances to use (seeded subsample; default all 3080)")
+    parser.add_argument("--dev-limit", type=int, default=1000, help="dev utterances for early stopping/thresholds")
+    parser.add_argument("--train-limit", type=int, help="train utterances for the embedder (default all)")
+    parser.add_argument("--embedder-epochs", type=int, default=1, help="embedder fine-tuning epochs (default 1)")
+    parser.add_argument("--reranker-epochs", type=int, default=1, help="re-ranker epochs; 0 skips it (default 1)")
+    parser.add_argument("--reranker-train-limit", type=int, default=2000,
+                        help="train utterances for the re-ranker (default 2000: 4 cross-encoder rows each)")
+    parser.add_argument("--rerank-top", type=int, default=10, help="candidates the re-ranker re-scores (default 10)")
+    parser.add_argument("--max-seq-length", type=int, default=64,
+                        help="embedder tokens per text (the re-ranker reads twice as many; default 64)")
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="evaluate the latest registered kb-embedder/kb-reranker instead of training")
+    parser.add_argument("--train-classifier", action="store_true",
+                        help="train intent-banking77 here instead of using the registry's production model")
+    parser.add_argument("--classifier-epochs", type=int, default=1)
+    parser.add_argument("--classifier-minutes", type=float, default=10.0, help="training budget for --train-classifier")
+    parser.add_argument("--latency-queries", type=int, default=200, help="REST messages timed for latency")
+    parser.add_argument("--diet-epochs", type=int, default=20, help="DIET training epochs (Rasa's default is 300)")
+    parser.add_argument("--progress", action="store_true", help="progress bars while training")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    splits = datasets.banking77()
+    registry = Registry()
+    for part in args.parts:
+        if part == "retrieval":
+            figures = run_retrieval(args, splits, registry)
+        elif part == "intents":
+            figures = run_intents(args, splits, registry)
+        else:
+            figures = run_diet(args, splits)
+        merged = merge(args.output, figures, args)
+    print(json.dumps(merged, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
