@@ -52,6 +52,10 @@ class RecommenderConfig:
     def ranker_path(self) -> Path:
         return Path(self.store_dir) / "ranker.json"
 
+    @property
+    def cold_ranker_path(self) -> Path:
+        return Path(self.store_dir) / "ranker-cold.json"
+
 
 def config_from_env(**overrides: object) -> RecommenderConfig:
     """``TEXTML_RECOMMENDER_DIR`` (store folder) and ``TEXTML_RECOMMENDER_EMBEDDER`` (model), then ``overrides``."""

@@ -38,7 +38,9 @@ class RankingConfig:
     per_source: int = 100           # candidates from each FAISS query and each item-kNN list
     popular: int = 50               # popular candidates (when an interaction log exists)
     seed_items: int = 3             # the newest history items each get their own FAISS query
-    cold_below: float = 5.0         # items with fewer interactions count as cold for ``cold_text``
+    cold_below: float = 5.0         # items with fewer interactions count as cold (new or niche)
+    cold_slots: int = 1             # of every k results, up to this many (at most k // 3) go to cold items
+    cold_search: int = 500          # with cold slots: neighbours of the profile searched for cold items
     filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
 
 
@@ -117,6 +119,13 @@ def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: 
     if not stats.empty:
         found += [_top(signals.cooc_recent, config.per_source), _top(signals.cooc_all, config.per_source),
                   stats.top_popular(config.popular)]
+        if config.cold_slots and len(index) and (signals.profile_vector is not None or
+                                                 profile.query_vector is not None):
+            # cold items rarely make the lists above; look further down the text neighbours for them
+            seed = signals.profile_vector if signals.profile_vector is not None else profile.query_vector
+            _, near = index.search(seed[None, :], config.cold_search)
+            near = near[0][near[0] >= 0]
+            found.append(near[stats.popularity(near) < config.cold_below])
     if not found:
         return np.zeros(0, dtype=np.int64)
     keys = np.unique(np.concatenate(found))

@@ -34,7 +34,7 @@ from apps.recommender.filters import Filters, RequestError, parse_history
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import IndexSnapshotError, ItemIndex
 from apps.recommender.items import Item, item_text, parse_items, read_items
-from apps.recommender.ranker import LinearRanker, fit_ranker, training_examples
+from apps.recommender.ranker import COLD_WEIGHTS, LinearRanker, fit_cold_ranker, fit_ranker, training_examples
 from apps.recommender.ranking import Profile, candidates, features, user_signals
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class Recommender:
         self._max_key = 0
         self._stats = InteractionStats(0)
         self._ranker = LinearRanker.fixed()
+        self._cold_ranker = LinearRanker.fixed(COLD_WEIGHTS)
         self._unsaved = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,11 +107,12 @@ class Recommender:
         if replayed:
             rec.save()
         rec.refresh_stats()
-        if config.ranker_path.is_file():
-            try:
-                rec._ranker = LinearRanker.load(config.ranker_path)
-            except (ValueError, KeyError) as error:
-                log.warning("ignoring the saved ranker: %s", error)
+        for attribute, path in (("_ranker", config.ranker_path), ("_cold_ranker", config.cold_ranker_path)):
+            if path.is_file():
+                try:
+                    setattr(rec, attribute, LinearRanker.load(path))
+                except (ValueError, KeyError) as error:
+                    log.warning("ignoring the saved ranker %s: %s", path, error)
         log.info("recommender ready: %d items (%s index, seq %d), %d users in the log, %s ranker",
                  len(index), index.kind, index.seq, rec._stats.users, rec._ranker.source)
         return rec
@@ -219,17 +221,22 @@ class Recommender:
     def refresh_stats(self) -> None:
         self._stats = InteractionStats.from_histories(self.histories(), self._max_key + 1)
 
-    def fit_ranker(self, negatives: int = 50, max_users: int | None = 5000) -> LinearRanker:
-        """Learn the ranker weights from the interaction log (see apps.recommender.ranker) and save them."""
-        x, y, groups = training_examples(self.histories(), self._index, self._max_key + 1, self._max_key,
-                                 self.config.ranking, negatives=negatives, max_users=max_users)
-        self._ranker = fit_ranker(x, y, groups)
-        if self._ranker.source == "learned":
-            self._ranker.save(self.config.ranker_path)
-        return self._ranker
+    def fit_ranker(self, targets_per_user: int = 2, max_users: int | None = 5000) -> LinearRanker:
+        """Learn the ranker (and the cold-slot ranker) from the interaction log and save them.
 
-    def set_ranker(self, ranker: LinearRanker) -> None:
-        self._ranker = ranker
+        See :mod:`apps.recommender.ranker`; returns the main ranker.
+        """
+        x, y, groups, cold = training_examples(self.histories(), self._index, self._max_key + 1, self._max_key,
+                                               self.config.ranking, targets_per_user=targets_per_user,
+                                               max_users=max_users)
+        ranker = fit_ranker(x, y, groups)
+        cold_ranker = fit_cold_ranker(x, y, groups, cold) if len(y) else LinearRanker.fixed(COLD_WEIGHTS)
+        self._ranker, self._cold_ranker = ranker, cold_ranker
+        if ranker.source == "learned":
+            ranker.save(self.config.ranker_path)
+        if cold_ranker.source == "learned":
+            cold_ranker.save(self.config.cold_ranker_path)
+        return ranker
 
     # ------------------------------------------------------------------ reads
     def item(self, item_id: str) -> Item:
@@ -315,11 +322,26 @@ class Recommender:
             return []
         x, vectors = features(pool, profile, signals, index, stats, self._max_key, cfg)
         scores = self._ranker.score(x)
+        slots = min(cfg.cold_slots, k // 3) if not stats.empty else 0
         best = np.argsort(-scores, kind="stable")[: k * self.config.mmr_pool]
-        picks = best[mmr(scores[best], vectors[best], k, self.config.mmr_lambda)]
-        return self._explain(pool[picks], scores[picks], vectors[picks], x[picks], profile, signals, query)
+        picks = best[mmr(scores[best], vectors[best], k - slots, self.config.mmr_lambda)]
+        cold_picks = np.zeros(0, np.int64)
+        if slots:
+            # new and niche items rarely win on popularity or co-occurrence; a few slots are theirs
+            cold = (stats.popularity(pool) < cfg.cold_below) & ~np.isin(np.arange(len(pool)), picks)
+            cold_scores = np.where(cold, self._cold_ranker.score(x), -np.inf)
+            cold_picks = np.argsort(-cold_scores, kind="stable")[:slots]
+            cold_picks = cold_picks[np.isfinite(cold_scores[cold_picks])]
+            scores = scores.copy()
+            scores[cold_picks] = cold_scores[cold_picks]
+            if len(cold_picks) < slots:  # not enough cold candidates: fill from the main order
+                rest = [i for i in np.argsort(-self._ranker.score(x), kind="stable") if i not in set(picks)]
+                picks = np.concatenate([picks, rest[: slots - len(cold_picks)]]).astype(np.int64)
+        picks = np.concatenate([picks, cold_picks]).astype(np.int64)
+        return self._explain(pool[picks], scores[picks], vectors[picks], x[picks], profile, signals, query,
+                             set(range(len(picks) - len(cold_picks), len(picks))))
 
-    def _explain(self, keys, scores, vectors, x, profile, signals, query) -> list[Recommendation]:
+    def _explain(self, keys, scores, vectors, x, profile, signals, query, cold_rows=()) -> list[Recommendation]:
         recent = signals.recent
         text_sims = vectors @ signals.recent_vectors.T if len(recent) else np.zeros((len(keys), 0))
         co_sims = self._stats.pairwise(keys, recent) if len(recent) else np.zeros((len(keys), 0))
@@ -339,7 +361,8 @@ class Recommender:
             reason = explain(history_id=history_id, history_title=history_title,
                              history_similarity=history_similarity, co_consumed=co_consumed, query=query,
                              query_similarity=float(x[row, 3]), item_text=item_text(item))
-            out.append(Recommendation(item.id, round(float(scores[row]), 6), reason.text, item.title,
+            text = f"New or niche pick: {reason.text[0].lower()}{reason.text[1:]}" if row in cold_rows else reason.text
+            out.append(Recommendation(item.id, round(float(scores[row]), 6), text, item.title,
                                       reason.history_item, reason.query_words))
         return out
 
