@@ -166,3 +166,28 @@ def test_requests_during_a_rebuild_use_the_last_complete_index(tmp_path: Path) -
     worker.join(10)
     assert rec.health()["indexed"] == len(ITEMS) + 1  # the write made during the rebuild is kept
     assert np.isfinite(rec.recommend(["knife"], k=2).items[0].score)
+
+
+def test_a_new_item_gets_the_cold_slot_with_a_reason(rec: Recommender) -> None:
+    # a log in which the outdoor items are consumed together; then a brand-new outdoor item arrives
+    rec.add_interactions([Interaction(f"u{u}", item, float(t)) for u in range(6)
+                          for t, item in enumerate(["tent", "bag", "stove", "novel"])])
+    rec.upsert_items([{"id": "lantern", "title": "Camping lantern", "category": "outdoor",
+                       "tags": ["camping", "light"], "text": "camping lantern for the tent"}])
+    result = rec.recommend(["tent", "bag"], k=3)
+    assert ids(result)[-1] == "lantern"
+    assert result.items[-1].explanation.startswith("New or niche pick: ")
+    assert len(set(ids(result))) == 3
+
+
+def test_fit_ranker_learns_and_persists(tmp_path: Path, encoder: HashingEncoder) -> None:
+    config = make_config(tmp_path)
+    rec = Recommender.load(config, encoder=encoder)
+    rec.upsert_items(ITEMS)
+    sessions = [["tent", "bag", "stove"], ["knife", "pan"], ["tent", "stove", "bag"], ["pan", "knife"]]
+    rec.add_interactions([Interaction(f"u{u}", item, float(t)) for u in range(40)
+                          for t, item in enumerate(sessions[u % 4] + sessions[(u + 1) % 4])])
+    ranker = rec.fit_ranker()
+    assert ranker.source == "learned" and ranker.info["train_ndcg10"] >= ranker.info["train_ndcg10_logistic"]
+    rec.close()
+    assert Recommender.load(config, encoder=encoder).health()["ranker"] == "learned"
