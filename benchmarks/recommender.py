@@ -370,7 +370,7 @@ def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         histories.append([items[i]["id"] for i in rng.choice(pool, size=min(20, len(pool)), replace=False)])
     rec.add_interactions([Interaction(f"u{u}", item, float(t)) for u, h in enumerate(histories)
                           for t, item in enumerate(h)])
-    rec.fit_ranker()
+    rec.fit_ranker(max_users=300)
     kind = rec.health()["index_kind"]
 
     requests = [histories[int(rng.integers(len(histories)))] for _ in range(args.speed_requests)]

@@ -59,7 +59,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from apps.recommender.api import create_app
 
     config = _config(args)
-    app = create_app(factory=lambda: Recommender.load(config))
+
+    def factory() -> Recommender:
+        rec = Recommender.load(config)
+        if args.demo_if_empty and rec.health()["items"] == 0:
+            _load_demo(rec)
+        return rec
+
+    app = create_app(factory=factory)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0
 
@@ -109,15 +116,20 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_demo(rec: Recommender):
+    """The shipped demo catalog and interaction log, and a ranker fitted on it."""
+    rec.load_file(DEMO_DIR / "items.jsonl")
+    rec.add_interactions(read_interactions(DEMO_DIR / "interactions.csv"))
+    return rec.fit_ranker()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="recommender-demo-"))
     config = config_from_env(store_dir=store, embedder=args.embedder, device=args.device)
     print(f"demo store: {store}")
     rec = Recommender.load(config)
     try:
-        rec.load_file(DEMO_DIR / "items.jsonl")
-        rec.add_interactions(read_interactions(DEMO_DIR / "interactions.csv"))
-        ranker = rec.fit_ranker()
+        ranker = _load_demo(rec)
         health = rec.health()
         print(f"catalog: {health['items']} items, {health['users_in_log']} users in the log, "
               f"{health['index_kind']} index, encoder {health['encoder']}, {ranker.source} ranker")
@@ -151,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8300, help="port (default 8300)")
+    serve.add_argument("--demo-if-empty", action="store_true",
+                       help="load the shipped demo catalog when the store holds no items (for make up)")
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser("load", help="upsert items from a CSV/JSONL file (all rows validated first)")

@@ -163,7 +163,7 @@ def fit_cold_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cold: np.n
 
 
 def fit_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, c: float = 1.0,
-               refine: bool = True) -> LinearRanker:
+               refine: bool = True, pair_negatives: int = 100) -> LinearRanker:
     """Weights from logistic regression on standardised features; the fixed weights with too few examples.
 
     With ``groups`` (one id per row: the user the row was ranked for) the regression is
@@ -182,10 +182,13 @@ def fit_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, c
     scale = np.where(scale > 1e-6, scale, 1.0)
     z = (x - mean) / scale
     if groups is not None:
-        diffs = []
-        for group in np.unique(groups):
-            rows = groups == group
-            pos, neg = z[rows & (y == 1)], z[rows & (y == 0)]
+        diffs, rng = [], np.random.default_rng(0)
+        order = np.argsort(groups, kind="stable")
+        bounds = np.flatnonzero(np.diff(groups[order])) + 1
+        for rows in np.split(order, bounds):
+            pos, neg = z[rows[y[rows] == 1]], z[rows[y[rows] == 0]]
+            if len(neg) > pair_negatives:  # the logistic fit only sets the starting point: a sample will do
+                neg = neg[rng.choice(len(neg), size=pair_negatives, replace=False)]
             if len(pos) and len(neg):
                 diffs.append((pos[:, None, :] - neg[None, :, :]).reshape(-1, z.shape[1]))
         d = np.concatenate(diffs)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from apps.recommender.catalog import Catalog, Interaction
@@ -94,6 +95,10 @@ class Recommender:
         """Open the catalog under ``config.store_dir``, load or build its index, its stats and its ranker."""
         config = config if config is not None else RecommenderConfig()
         encoder = encoder if encoder is not None else load_encoder(config.embedder, config.device)
+        if config.faiss_threads is not None:
+            # a request searches a handful of vectors: OpenMP fan-out only adds spin-waits, and the HTTP
+            # service already runs requests in parallel threads
+            faiss.omp_set_num_threads(config.faiss_threads)
         catalog = Catalog(config.catalog_path).open()
         try:
             index = ItemIndex.load(config.index_path, encoder.source, config.index)
