@@ -61,10 +61,10 @@ def run_demo(config: StreamConfig, news: Path, idle_exit_s: float = 4.0) -> int:
 
     print("\n== stream (stops when the input has been quiet for a few seconds)")
     started = time.monotonic()
-    processor.run(idle_exit_s=idle_exit_s)
-    metrics = processor.metrics
-    print(f"scored {metrics.scored._value.get():.0f} messages in {time.monotonic() - started:.1f} s, "
-          f"{metrics.late._value.get():.0f} late event(s) skipped")
+    results = []
+    processor.run(idle_exit_s=idle_exit_s, on_batch=results.append)
+    print(f"scored {sum(len(r.scored) for r in results)} messages in {time.monotonic() - started:.1f} s, "
+          f"{sum(len(r.dead) for r in results)} dead-lettered, {sum(r.late for r in results)} late event(s) skipped")
 
     print(f"\n== alerts (history in {config.db_path}; topic {config.alerts_topic})")
     store = AlertStore(config.db_path, config.group_id)
