@@ -31,7 +31,7 @@ class RecommenderConfig:
     mmr_lambda: float = 0.85   # 1.0 turns diversity off
     mmr_pool: int = 5          # MMR re-orders the best k * mmr_pool candidates
     snapshot_every: int = 1
-    faiss_threads: int | None = 1  # OpenMP threads per FAISS search: one request is small; None keeps FAISS's
+    search_threads: int | None = 1  # FAISS and BLAS threads per request (None: leave the libraries' defaults)
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_k, int) or self.max_k < 1:

@@ -25,6 +25,7 @@ class InteractionStats:
         self._xt: sparse.csr_matrix | None = None
         self._inv_sqrt = np.zeros(size, dtype=np.float32)
         self.users = 0
+        self._popular: np.ndarray | None = None  # keys by popularity, made on first use
 
     @classmethod
     def from_histories(cls, histories: Mapping[str, Iterable[int]], size: int) -> InteractionStats:
@@ -75,9 +76,10 @@ class InteractionStats:
         """Keys of the ``n`` most interacted-with items, most popular first (ties by key)."""
         if self.empty:
             return np.zeros(0, dtype=np.int64)
-        n = min(n, int((self.counts > 0).sum()))
-        order = np.lexsort((np.arange(self.size), -self.counts))
-        return order[:n].astype(np.int64)
+        if self._popular is None:
+            order = np.lexsort((np.arange(self.size), -self.counts))
+            self._popular = order[: int((self.counts > 0).sum())].astype(np.int64)
+        return self._popular[:n]
 
     def pairwise(self, keys_a: np.ndarray, keys_b: np.ndarray) -> np.ndarray:
         """(len(a), len(b)) item-kNN cosines between two small key lists (for explanations)."""

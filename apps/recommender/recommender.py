@@ -25,6 +25,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import threadpoolctl
 
 from apps.recommender.catalog import Catalog, Interaction
 from apps.recommender.config import RecommenderConfig
@@ -95,10 +96,12 @@ class Recommender:
         """Open the catalog under ``config.store_dir``, load or build its index, its stats and its ranker."""
         config = config if config is not None else RecommenderConfig()
         encoder = encoder if encoder is not None else load_encoder(config.embedder, config.device)
-        if config.faiss_threads is not None:
-            # a request searches a handful of vectors: OpenMP fan-out only adds spin-waits, and the HTTP
-            # service already runs requests in parallel threads
-            faiss.omp_set_num_threads(config.faiss_threads)
+        if config.search_threads is not None:
+            # One request multiplies a few hundred vectors: fanning that out over cores only adds thread
+            # spin-waits (3x slower on a busy 2-core machine), and the service already runs requests in
+            # parallel. Process-wide, like the libraries' own settings.
+            faiss.omp_set_num_threads(config.search_threads)
+            threadpoolctl.threadpool_limits(config.search_threads, user_api="blas")
         catalog = Catalog(config.catalog_path).open()
         try:
             index = ItemIndex.load(config.index_path, encoder.source, config.index)
@@ -317,8 +320,9 @@ class Recommender:
         stats = self._stats
         signals = user_signals(profile, index, stats, cfg)
         pool = candidates(profile, signals, index, stats, cfg)
-        pool = np.array([key for key in pool.tolist() if key in self._items and filters.allows(self._items[key])],
-                        dtype=np.int64)
+        if filters.restrictive:
+            pool = np.array([key for key in pool.tolist() if key in self._items and filters.allows(self._items[key])],
+                            dtype=np.int64)
         if filters.restrictive and len(pool) < k * self.config.mmr_pool:
             extra = [key for key, item in list(self._items.items())[:cfg.filtered_scan_limit]
                      if key not in profile.seen and filters.allows(item) and index.has(key)]
