@@ -474,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size (default 64)")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning learning rate")
     parser.add_argument("--skip-finetune", action="store_true", help="no fine-tune: the ranker uses the base model")
+    parser.add_argument("--embedder-artifact", type=Path, default=None,
+                        help="reuse a fine-tuned embedder artifact this benchmark saved earlier instead of training")
     parser.add_argument("--skip-speed", action="store_true", help="quality only")
     parser.add_argument("--skip-quality", action="store_true", help="speed only")
     parser.add_argument("--speed-sizes", type=int, nargs="+", default=[10_000, 100_000], help="catalog sizes")
@@ -505,8 +507,18 @@ def main(argv: list[str] | None = None) -> int:
         dev_variant["text_base"] = text_only(data, users, base_vectors, True)
         log.info("text_base: %s", quality["text_base"])
         ranker_encoder, details = base, {"item_text": "title + genres + tags from train interactions only"}
-        if not args.skip_finetune:
-            folder, details["finetune"] = finetune(data, texts, args)
+        if args.embedder_artifact or not args.skip_finetune:
+            if args.embedder_artifact:  # a model this benchmark fine-tuned before (same protocol, train split)
+                from core.artifacts import read_card
+
+                folder = str(args.embedder_artifact)
+                card = read_card(Path(folder))
+                details["finetune"] = {"reused_artifact": folder, "dev": card.metrics.get("dev"),
+                                       "dev_base": card.metrics.get("dev_base"),
+                                       "train_seconds": card.extra.get("train_seconds"),
+                                       "pairs": card.extra.get("pairs")}
+            else:
+                folder, details["finetune"] = finetune(data, texts, args)
             tuned = CachedEncoder(load_encoder(folder), f"{REGISTRY_NAME}:{Path(folder).name}")
             tuned_vectors = tuned.encode_cached(texts)
             quality["text_finetuned"] = text_only(data, users, tuned_vectors, False)
