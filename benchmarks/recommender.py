@@ -324,14 +324,13 @@ def synthetic_items(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
     """``n`` items in 200 themes (each theme its own words), and each item's theme."""
     rng = np.random.default_rng(seed)
     syllables = ["ka", "lo", "mi", "ru", "te", "zan", "pol", "vek", "dar", "sun", "fi", "gor", "hel", "jun", "bra"]
-    vocab = sorted({"".join(rng.choice(syllables, size=3)) for _ in range(6000)})
+    vocab = np.array(sorted({"".join(rng.choice(syllables, size=3)) for _ in range(6000)}))
     themes = rng.integers(0, 200, size=n)
-    theme_words = [rng.choice(vocab, size=25, replace=False) for _ in range(200)]
-    items = []
-    for i in range(n):
-        words = list(rng.choice(theme_words[themes[i]], size=6)) + list(rng.choice(vocab, size=4))
-        items.append({"id": f"s{i}", "title": " ".join(words[:3]), "text": " ".join(words[3:]),
-                      "category": f"c{themes[i] % 20}"})
+    theme_words = np.stack([rng.choice(vocab, size=25, replace=False) for _ in range(200)])  # (200, 25)
+    own = theme_words[themes[:, None], rng.integers(0, 25, size=(n, 6))]                       # (n, 6)
+    other = vocab[rng.integers(0, len(vocab), size=(n, 4))]                                   # (n, 4)
+    items = [{"id": f"s{i}", "title": " ".join(own[i, :3]), "text": " ".join([*own[i, 3:], *other[i]]),
+              "category": f"c{themes[i] % 20}"} for i in range(n)]
     return items, themes
 
 
