@@ -264,7 +264,7 @@ def finetune(data: MovieLens, texts: list[str], args: argparse.Namespace) -> tup
     dev_q, dev_p = [dev_q[i] for i in keep], [dev_p[i] for i in keep]
     train_pairs = make_pairs(queries, positives, source="movielens train histories")
     dev_pairs = make_pairs(dev_q, dev_p, source="movielens dev (last train -> dev item)")
-    config = EmbedderTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, max_seq_length=64,
+    config = EmbedderTrainingConfig(epochs=args.epochs, batch_size=args.batch_size, max_seq_length=48,
                                     learning_rate=args.learning_rate, seed=args.seed, progress=False)
     log.info("fine-tuning the embedder on %d train pairs (%d dev pairs)", len(train_pairs), len(dev_pairs))
     trained = train_embedder(config, train_pairs, dev_pairs)
@@ -468,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.recommender", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max-users", type=int, default=None, help="score only the first N users (quick checks)")
-    parser.add_argument("--pairs", type=int, default=20000, help="fine-tuning pairs sampled from train histories")
+    parser.add_argument("--pairs", type=int, default=4000,
+                        help="fine-tuning pairs sampled from train histories (default 4000: ~6 min on 2 CPU cores)")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs (default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size (default 64)")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="fine-tuning learning rate")
@@ -523,7 +524,12 @@ def main(argv: list[str] | None = None) -> int:
             quality["text_finetuned"] = text_only(data, users, tuned_vectors, False)
             dev_variant["text_finetuned"] = text_only(data, users, tuned_vectors, True)
             log.info("text_finetuned: %s", quality["text_finetuned"])
-            ranker_encoder = tuned
+            tuned_dev = (details["finetune"].get("dev") or {}).get("mrr@10", 0.0)
+            base_dev = (details["finetune"].get("dev_base") or {}).get("mrr@10", 0.0)
+            # model selection on dev only: the ranker takes the fine-tuned model if it ranks dev pairs better
+            ranker_encoder = tuned if tuned_dev > base_dev else base
+            details["ranker_encoder_choice"] = {"dev_mrr10_finetuned": tuned_dev, "dev_mrr10_base": base_dev,
+                                                "chosen": ranker_encoder.name}
         quality["ranker"], details["ranker"] = full_ranker(data, users, ranker_encoder, workdir / "movielens")
         dev_variant["ranker"] = details["ranker"].pop("with_dev_in_history")
         log.info("ranker: %s; with the dev item in the history: %s", quality["ranker"], dev_variant["ranker"])
