@@ -40,7 +40,7 @@ class RankingConfig:
     seed_items: int = 3             # the newest history items each get their own FAISS query
     cold_below: float = 5.0         # items with fewer interactions count as cold (new or niche)
     cold_slots: int = 1             # of every k results, up to this many (at most k // 3) go to cold items
-    cold_search: int = 500          # with cold slots: neighbours of the profile searched for cold items
+    cold_search: int = 300          # with cold slots: neighbours of the profile searched for cold items
     filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
 
 
