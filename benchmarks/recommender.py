@@ -395,10 +395,13 @@ def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist(), strict=True)]))
 
     # an upserted item is visible to the very next request
-    t0 = time.perf_counter()
-    rec.upsert_items([{"id": "fresh-upsert", "title": "zzqx brand new gadget", "text": "zzqx"}])
-    upsert_ms = (time.perf_counter() - t0) * 1000
-    visible = rec.recommend([], "zzqx brand new gadget", k=1).items[0].id == "fresh-upsert"
+    upserts, visible = [], True
+    for n_new in range(5):
+        t0 = time.perf_counter()
+        rec.upsert_items([{"id": f"fresh-{n_new}", "title": f"zzqx{n_new} brand new gadget", "text": "zzqx"}])
+        upserts.append((time.perf_counter() - t0) * 1000)
+        visible &= rec.recommend([], f"zzqx{n_new} brand new gadget", k=1).items[0].id == f"fresh-{n_new}"
+    upsert_ms = float(np.median(upserts))
     rec.close()
 
     # HTTP: the service in its own process, 8 concurrent clients
@@ -444,7 +447,8 @@ def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
             "http_p50_ms": http_p50, "http_p99_ms": http_p99, "http_rps": round(len(http_latencies) / http_seconds, 1),
             "http_concurrency": 8, "ann_recall10": round(recall, 4), "index_kind": kind,
             "exact_numpy_search_qps": round(exact_qps, 1), "inproc_rps_over_exact_search_qps":
-            round(inproc_rps / exact_qps, 3), "upsert_one_ms": round(upsert_ms, 2), "upsert_visible": visible,
+            round(inproc_rps / exact_qps, 3), "upsert_one_ms_median_of_5": round(upsert_ms, 2),
+            "upsert_visible": bool(visible),
             "history_items": 20, "requests": len(latencies), "load_seconds": round(load_seconds, 1),
             "encoder": "hashing:384 (model-free; the ranking path is what is timed)"}
 

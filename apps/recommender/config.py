@@ -30,7 +30,7 @@ class RecommenderConfig:
     max_k: int = 100
     mmr_lambda: float = 0.85   # 1.0 turns diversity off
     mmr_pool: int = 5          # MMR re-orders the best k * mmr_pool candidates
-    snapshot_every: int = 1
+    snapshot_every: int = 100  # the catalog is durable per write; a restart re-embeds at most this many items
     search_threads: int | None = 1  # FAISS and BLAS threads per request (None: leave the libraries' defaults)
 
     def __post_init__(self) -> None:

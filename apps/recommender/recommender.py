@@ -320,9 +320,12 @@ class Recommender:
         stats = self._stats
         signals = user_signals(profile, index, stats, cfg)
         pool = candidates(profile, signals, index, stats, cfg)
+        items = self._items
         if filters.restrictive:
-            pool = np.array([key for key in pool.tolist() if key in self._items and filters.allows(self._items[key])],
+            pool = np.array([key for key in pool.tolist() if key in items and filters.allows(items[key])],
                             dtype=np.int64)
+        else:  # an item deleted while this request ran is dropped here
+            pool = np.array([key for key in pool.tolist() if key in items], dtype=np.int64)
         if filters.restrictive and len(pool) < k * self.config.mmr_pool:
             extra = [key for key, item in list(self._items.items())[:cfg.filtered_scan_limit]
                      if key not in profile.seen and filters.allows(item) and index.has(key)]
@@ -356,7 +359,9 @@ class Recommender:
         co_sims = self._stats.pairwise(keys, recent) if len(recent) else np.zeros((len(keys), 0))
         out = []
         for row, key in enumerate(keys.tolist()):
-            item = self._items[key]
+            item = self._items.get(key)
+            if item is None:  # deleted a moment ago
+                continue
             history_id = history_title = None
             history_similarity, co_consumed = 0.0, False
             if len(recent):
