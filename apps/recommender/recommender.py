@@ -229,7 +229,7 @@ class Recommender:
     def refresh_stats(self) -> None:
         self._stats = InteractionStats.from_histories(self.histories(), self._max_key + 1)
 
-    def fit_ranker(self, targets_per_user: int = 2, max_users: int | None = 5000) -> LinearRanker:
+    def fit_ranker(self, targets_per_user: int = 3, max_users: int | None = 5000) -> LinearRanker:
         """Learn the ranker (and the cold-slot ranker) from the interaction log and save them.
 
         See :mod:`apps.recommender.ranker`; returns the main ranker.

@@ -106,3 +106,54 @@ def test_real_server_with_the_typed_client(rec: Recommender) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+class SlowQueryEncoder:
+    """Hashing vectors, but encoding a one-text query waits until released (an expensive model, say)."""
+
+    def __init__(self) -> None:
+        from apps.recommender.encoders import HashingEncoder
+
+        self.inner = HashingEncoder(256)
+        self.source, self.dim = self.inner.source, self.inner.dim
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def encode(self, texts):
+        if len(texts) == 1 and texts[0].startswith("slow"):
+            self.entered.set()
+            self.release.wait(10)
+        return self.inner.encode(texts)
+
+
+@pytest.mark.slow
+def test_embedding_work_does_not_block_the_event_loop(tmp_path) -> None:
+    from apps.recommender.recommender import Recommender
+
+    from .conftest import ITEMS, make_config
+
+    encoder = SlowQueryEncoder()
+    rec = Recommender.load(make_config(tmp_path), encoder=encoder)
+    rec.upsert_items(ITEMS)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with RecommenderClient(f"http://127.0.0.1:{port}") as api:
+            slow = threading.Thread(target=api.recommend, kwargs={"query": "slow camping", "k": 2})
+            slow.start()
+            assert encoder.entered.wait(10)
+            started = time.monotonic()
+            with RecommenderClient(f"http://127.0.0.1:{port}") as other:
+                assert other.health().items == len(ITEMS)          # answered while the query is stuck
+                assert other.recommend(["knife"], k=1).items[0].id == "pan"
+            assert time.monotonic() - started < 5
+            encoder.release.set()
+            slow.join(10)
+    finally:
+        encoder.release.set()
+        server.should_exit = True
+        thread.join(10)
