@@ -112,6 +112,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from apps.customer_service.demo import run_demo
+
+    run_demo(_settings(args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m apps.customer_service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rasa", help="run the Rasa server (REST + socket.io, SQLite tracker store); trains if needed")
     p.set_defaults(func=cmd_rasa)
 
+    p = sub.add_parser("demo", help="ingest/train what is missing, start both servers, run a scripted chat")
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("chat", help="chat with the running bot in the terminal")
     p.add_argument("--url", help="Rasa server URL (default http://127.0.0.1:CS_RASA_PORT)")
     p.add_argument("--sender", help="conversation id (default: a new one); reuse one to resume a conversation")
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
