@@ -100,11 +100,13 @@ def user_signals(profile: Profile, index: ItemIndex, stats: InteractionStats, co
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    if n <= 0 or not len(scores):
+    """Keys of the ``n`` best positive scores (co-occurrence vectors are mostly zeros: look only at the rest)."""
+    positive = np.flatnonzero(scores > 0)
+    if n <= 0 or not len(positive):
         return np.zeros(0, dtype=np.int64)
-    n = min(n, len(scores))
-    top = np.argpartition(-scores, n - 1)[:n]
-    return top[scores[top] > 0].astype(np.int64)
+    if len(positive) <= n:
+        return positive.astype(np.int64)
+    return positive[np.argpartition(-scores[positive], n - 1)[:n]].astype(np.int64)
 
 
 def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: InteractionStats,
