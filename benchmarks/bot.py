@@ -143,7 +143,7 @@ def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, 
                                         data_record(train_file, "dev", len(splits["dev"]))],
                         pairs="BANKING77 train utterance -> the knowledge-base passage of its intent")
     embedder_path = registry.save(EMBEDDER_NAME, trained.save, card)
-    log.info("embedder: %s, promotion: %s", embedder_path, registry.promote(EMBEDDER_NAME, embedder_path.name).reason)
+    log.info("embedder: %s", embedder_path)
     if args.reranker_epochs == 0:
         return embedder_path, None
     reranker_config = RerankerTrainingConfig(mining_model=str(embedder_path), epochs=args.reranker_epochs,
@@ -155,7 +155,7 @@ def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, 
                                         data_record(train_file, "dev", len(splits["dev"]))],
                         mining_model=str(embedder_path))
     reranker_path = registry.save(RERANKER_NAME, trained.save, card)
-    log.info("re-ranker: %s, promotion: %s", reranker_path, registry.promote(RERANKER_NAME, reranker_path.name).reason)
+    log.info("re-ranker: %s", reranker_path)
     return embedder_path, reranker_path
 
 
@@ -195,16 +195,43 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
         results["finetuned_rerank"] = metrics(final_scores["finetuned_rerank"], relevant)
         log.info("finetuned_rerank: %s", results["finetuned_rerank"])
     dev_relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in dev.labels]
-    thresholds = {}
+    thresholds, dev_results = {}, {}
     for name, scores in dev_scores.items():
         top = scores.argmax(axis=1)
         correct = np.array([int(t) in wanted for t, wanted in zip(top, dev_relevant, strict=True)])
         thresholds[name] = suggest_thresholds(scores.max(axis=1), correct)
-    return {"retrieval": results, "retrieval_dev_thresholds": thresholds,
+        dev_results[name] = metrics(scores, dev_relevant)
+    promotions = {} if args.reuse_models else promote_if_better(registry, dev_results, embedder_path, reranker_path)
+    return {"retrieval": results, "retrieval_dev": dev_results, "retrieval_dev_thresholds": thresholds,
+            "retrieval_promotions": promotions,
             "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
                                 "embedder": str(embedder_path), "reranker": str(reranker_path),
                                 "rerank_top": args.rerank_top, "max_seq_length": args.max_seq_length,
                                 "seconds": round(time.monotonic() - started, 1)}}
+
+
+def promote_if_better(registry: Registry, dev: dict, embedder_path: Path, reranker_path: Path | None) -> dict:
+    """Make the new models the bot's production ones only when they help on dev (Hit@1, then MRR@10).
+
+    The registry's own rule compares a model with its previous version; the bot also needs the
+    fine-tuned embedder to beat the base one, and the re-ranker to beat no re-ranking.
+    """
+    def key(name: str) -> tuple[float, float]:
+        return dev[name]["hit1"], dev[name]["mrr10"]
+
+    decisions = {}
+    if key("finetuned") >= key("base"):
+        decisions[EMBEDDER_NAME] = registry.promote(EMBEDDER_NAME, embedder_path.name).reason
+    else:
+        decisions[EMBEDDER_NAME] = f"not promoted: dev {dev['finetuned']} below the base embedder {dev['base']}"
+    if reranker_path is not None:
+        if key("finetuned_rerank") >= key("finetuned"):
+            decisions[RERANKER_NAME] = registry.promote(RERANKER_NAME, reranker_path.name).reason
+        else:
+            decisions[RERANKER_NAME] = (f"not promoted: dev {dev['finetuned_rerank']} below no re-ranking "
+                                        f"{dev['finetuned']}")
+    log.info("promotions: %s", decisions)
+    return decisions
 
 
 def subsample(split, limit: int | None):

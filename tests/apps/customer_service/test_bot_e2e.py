@@ -77,6 +77,8 @@ def texts(messages: list[dict]) -> str:
 
 def test_conversation_answers_runs_the_form_hands_off_and_survives_restarts(bot: dict) -> None:
     sender = "e2e-customer"
+    page = httpx.get(f"{bot['settings'].actions_url}/", timeout=10).text  # the web chat page
+    assert "Nimbus Bank support" in page and f'"{bot["settings"].rasa_url}"' in page
     assert "Nimbus Bank assistant" in texts(say(bot, sender, "hello"))
 
     reply = say(bot, sender, "I ordered my card two weeks ago and it still hasn't arrived")
