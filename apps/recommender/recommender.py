@@ -296,7 +296,10 @@ class Recommender:
         k = self._check_k(k)
         self.item(item_id)
         filters = replace(Filters.parse(filters), exclude_seen=True)
-        return self.recommend([item_id], None, k, filters)
+        result = self.recommend([item_id], None, k, filters)
+        for item in result.items:  # the "history" is the item being looked at
+            item.explanation = item.explanation.replace(" from your history", "")
+        return result
 
     def _popular(self, k: int, filters: Filters, seen: set[int]) -> list[Recommendation]:
         stats = self._stats
