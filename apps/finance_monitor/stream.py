@@ -135,6 +135,7 @@ class StreamProcessor:
             webhook.start()
         try:
             self._publish_outbox()
+            self._wait_for_metadata(config.input_topic)
             self.consumer.subscribe([config.input_topic], listener=_Rebalance(self))
             self.metrics.ready.set(1)
             last_records = time.monotonic()
@@ -158,6 +159,15 @@ class StreamProcessor:
             self.producer.close(timeout=10)
             self.store.close()
             log.info("stream stopped")
+
+    def _wait_for_metadata(self, topic: str, timeout_s: float = 60.0) -> None:
+        """Subscribe only once the consumer sees the topic's partitions: a group assignment computed before the
+        metadata of a just-created topic arrived would be empty until the next metadata refresh (minutes)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                raise BrokerUnavailableError(f"topic {topic} has no partitions after {timeout_s:.0f} s")
+            time.sleep(0.2)
 
     def _collect(self) -> list:
         """Up to batch_size records, waiting at most max_wait_ms after the first poll."""
