@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import datasets
+from core.artifacts import read_card
 
 log = logging.getLogger("benchmarks.recommender")
 BENCH_DIR = datasets.REPO_ROOT / "var" / "bench"
@@ -513,8 +514,6 @@ def main(argv: list[str] | None = None) -> int:
         ranker_encoder, details = base, {"item_text": "title + genres + tags from train interactions only"}
         if args.embedder_artifact or not args.skip_finetune:
             if args.embedder_artifact:  # a model this benchmark fine-tuned before (same protocol, train split)
-                from core.artifacts import read_card
-
                 folder = str(args.embedder_artifact)
                 card = read_card(Path(folder))
                 details["finetune"] = {"reused_artifact": folder, "dev": card.metrics.get("dev"),
@@ -523,7 +522,9 @@ def main(argv: list[str] | None = None) -> int:
                                        "pairs": card.extra.get("pairs")}
             else:
                 folder, details["finetune"] = finetune(data, texts, args)
-            tuned = CachedEncoder(load_encoder(folder), f"{REGISTRY_NAME}:{Path(folder).name}")
+            # the cache key names this exact training run: a folder path can be reused by a later run
+            created = read_card(Path(folder)).created_at
+            tuned = CachedEncoder(load_encoder(folder), f"{REGISTRY_NAME}:{Path(folder).name}@{created}")
             tuned_vectors = tuned.encode_cached(texts)
             quality["text_finetuned"] = text_only(data, users, tuned_vectors, False)
             dev_variant["text_finetuned"] = text_only(data, users, tuned_vectors, True)
