@@ -80,6 +80,8 @@ def test_conversation_answers_runs_the_form_hands_off_and_survives_restarts(bot:
     page = httpx.get(f"{bot['settings'].actions_url}/", timeout=10).text  # the web chat page
     assert "Nimbus Bank support" in page and f'"{bot["settings"].rasa_url}"' in page
     assert "Nimbus Bank assistant" in texts(say(bot, sender, "hello"))
+    assert "didn't get any text" in texts(say(bot, "e2e-blank", "   "))
+    assert texts(say(bot, "e2e-long", "my card has not arrived yet " * 300))  # very long: still answered
 
     reply = say(bot, sender, "I ordered my card two weeks ago and it still hasn't arrived")
     assert "Source: When your card will arrive" in texts(reply)

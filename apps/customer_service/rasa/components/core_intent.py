@@ -6,6 +6,7 @@ project's process and this component calls it over HTTP (``POST /intents`` on th
 
 * Small talk that Rasa's own classifier is sure about (``keep_intents`` at ``keep_threshold`` or
   above) is left alone; every other message gets core's intent and ranking.
+* An empty or whitespace-only message gets the intent ``empty_message`` (the bot asks for text).
 * If the action server does not answer, the message's intent becomes ``service_unavailable`` (a
   rule makes the bot say so and how to reach a person) instead of the bot going silent later,
   when the answering action would fail.
@@ -32,6 +33,7 @@ from rasa.shared.nlu.training_data.message import Message
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "service_unavailable"
+EMPTY = "empty_message"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -63,22 +65,27 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
                 and (intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0) >= self.component_config["keep_threshold"])
 
     def process(self, messages: List[Message]) -> List[Message]:
+        for message in messages:
+            text = message.get(TEXT)
+            if isinstance(text, str) and not text.strip():
+                self._set(message, [{INTENT_NAME_KEY: EMPTY, PREDICTED_CONFIDENCE_KEY: 1.0}])
         todo = [m for m in messages if isinstance(m.get(TEXT), str) and m.get(TEXT).strip() and not self._kept(m)]
         if not todo:
             return messages
         rankings = self._ask([m.get(TEXT) for m in todo])
         for message, ranking in zip(todo, rankings or [None] * len(todo), strict=True):
             if ranking is None:
-                intent = {INTENT_NAME_KEY: self.component_config["unavailable_intent"], PREDICTED_CONFIDENCE_KEY: 1.0}
-                message.set(INTENT, intent, add_to_output=True)
-                message.set(INTENT_RANKING_KEY, [intent], add_to_output=True)
-                continue
-            if not ranking:
-                continue  # the model knows nothing about it: keep Rasa's own intent
-            ranked = [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])} for r in ranking]
-            message.set(INTENT, ranked[0], add_to_output=True)
-            message.set(INTENT_RANKING_KEY, ranked, add_to_output=True)
+                self._set(message, [{INTENT_NAME_KEY: self.component_config["unavailable_intent"],
+                                     PREDICTED_CONFIDENCE_KEY: 1.0}])
+            elif ranking:  # an empty ranking: the model knows nothing about it, keep Rasa's own intent
+                self._set(message, [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])}
+                                    for r in ranking])
         return messages
+
+    @staticmethod
+    def _set(message: Message, ranked: List[Dict[Text, Any]]) -> None:
+        message.set(INTENT, ranked[0], add_to_output=True)
+        message.set(INTENT_RANKING_KEY, ranked, add_to_output=True)
 
     def _ask(self, texts: List[Text]) -> Optional[List[List[Dict[Text, Any]]]]:
         body = json.dumps({"texts": texts, "n": self.component_config["ranking_length"]}).encode("utf-8")
