@@ -5,7 +5,8 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
 * ``retrieval``: FAQ retrieval over the shipped knowledge base with BANKING77 test utterances as
   queries. Hit@1 = the top document answers the query's intent; Recall@5; MRR@10. Methods: BM25
   (rank-bm25), the base embedder, the embedder fine-tuned on train-split utterances (registered as
-  ``kb-embedder``), and fine-tuned + the cross-encoder re-ranker (``kb-reranker``) on its top 10.
+  ``kb-embedder``), and fine-tuned + the cross-encoder re-ranker (``kb-reranker``) on its top 5
+  (``--rerank-top``, as the bot does; ranks 6-10 keep the embedder's order).
   All retrieve from the same entries the bot indexes (passages + example questions), scored per
   document by its best entry. Thresholds for the answering action are suggested from dev.
 * ``intents``: test accuracy of core's classifier alone (``intent-banking77``, trained by
@@ -91,7 +92,7 @@ def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict:
             "mrr10": round(found["mrr@10"], 4), "queries": found["queries"]}
 
 
-def rerank_scores(reranker, documents, queries: list[str], first: np.ndarray, top: int = 10) -> np.ndarray:
+def rerank_scores(reranker, documents, queries: list[str], first: np.ndarray, top: int = 5) -> np.ndarray:
     """Re-score each query's ``top`` documents with the cross-encoder; the rest keep their order below them."""
     text = {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
     order = np.argsort(-first, axis=1)[:, :top]  # (queries, top)
@@ -407,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reranker-epochs", type=int, default=1, help="re-ranker epochs; 0 skips it (default 1)")
     parser.add_argument("--reranker-train-limit", type=int, default=2000,
                         help="train utterances for the re-ranker (default 2000: 4 cross-encoder rows each)")
-    parser.add_argument("--rerank-top", type=int, default=10, help="candidates the re-ranker re-scores (default 10)")
+    parser.add_argument("--rerank-top", type=int, default=5,
+                        help="candidates the re-ranker re-scores (default 5, as the bot does)")
     parser.add_argument("--max-seq-length", type=int, default=64,
                         help="embedder tokens per text (the re-ranker reads twice as many; default 64)")
     parser.add_argument("--reuse-models", action="store_true",

@@ -43,7 +43,7 @@ class RetrievalConfig:
     """How many passages to fetch and re-rank, and when to answer, clarify or hand off."""
 
     top_k: int = 5                 # passages returned with an answer (>= 1)
-    candidates: int = 10           # passages the re-ranker reads (>= top_k)
+    candidates: int = 5            # passages the re-ranker reads (>= top_k); its cost grows linearly
     use_reranker: bool = True      # re-rank when a re-ranker is loaded
     cosine: Thresholds = field(default_factory=lambda: Thresholds(answer=0.55, clarify=0.40))
     rerank: Thresholds = field(default_factory=lambda: Thresholds(answer=0.50, clarify=0.20))

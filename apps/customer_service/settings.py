@@ -9,6 +9,7 @@
 | ``CS_INTENT_MODEL`` | registry ``intent-banking77`` (production) if saved, else ``retrieval`` | intent model |
 | ``CS_ACTIONS_PORT`` / ``CS_RASA_PORT`` | ``5055`` / ``5005`` | action server / Rasa server ports |
 | ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | see ``RetrievalConfig`` | thresholds on the final score |
+| ``CS_INFERENCE_THREADS`` | ``1`` | torch threads in the action server (one query at a time: 1 is fastest) |
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class BotSettings:
     actions_host: str = "127.0.0.1"
     actions_port: int = 5055
     rasa_port: int = 5005
+    inference_threads: int = 1  # one short text per request: extra threads only add OpenMP spin-waiting
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
 
     @property
@@ -81,6 +83,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         intent_model=env.get("CS_INTENT_MODEL") or _registry_model(registry, INTENT_NAME) or "retrieval",
         actions_port=_port(env, "CS_ACTIONS_PORT", 5055),
         rasa_port=_port(env, "CS_RASA_PORT", 5005),
+        inference_threads=_threads(env.get("CS_INFERENCE_THREADS", "1")),
     )
     answer, clarify = env.get("CS_ANSWER_THRESHOLD"), env.get("CS_CLARIFY_THRESHOLD")
     if answer or clarify:
@@ -96,6 +99,12 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     value = env.get(name, str(default))
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"{name}={value!r} is not a TCP port; expected an integer 1..65535")
+    return int(value)
+
+
+def _threads(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"CS_INFERENCE_THREADS={value!r} is not a thread count; expected an integer >= 1")
     return int(value)
 
 
