@@ -124,7 +124,7 @@ class StreamProcessor:
                                                  config.deadletter_topic], config.partitions)
         self.store = AlertStore(config.db_path, config.group_id)
         self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5,
-                                      retries=5, max_in_flight_requests_per_connection=1)
+                                      retries=10, retry_backoff_ms=200, max_in_flight_requests_per_connection=1)
         self.consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=config.group_id,
                                       enable_auto_commit=False, auto_offset_reset="earliest",
                                       max_poll_records=config.batch_size, client_id="finance-monitor")
@@ -191,16 +191,12 @@ class StreamProcessor:
         config, metrics = self.config, self.metrics
         records = [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
         result = self.engine.process(records, self.scorer)
-        for key, value in result.scored:
-            self.producer.send(config.scored_topic, key=key, value=_json(value))
-        for key, value in result.dead:
-            self.producer.send(config.deadletter_topic, key=key, value=_json(value))
-        self.producer.flush()
+        self._produce([(config.scored_topic, key, value) for key, value in result.scored]
+                      + [(config.deadletter_topic, key, value) for key, value in result.dead])
         new_alerts = self.store.write_batch(result, self.engine.rules.longest_window_s, webhook is not None)
         for alert in new_alerts:
-            self.producer.send(config.alerts_topic, key=alert.alert_id.encode(), value=_json(alert.to_dict()))
             log.warning("ALERT %s", alert.summary())
-        self.producer.flush()
+        self._produce([(config.alerts_topic, a.alert_id.encode(), a.to_dict()) for a in new_alerts])
         self.store.mark_published(a.alert_id for a in new_alerts)
         if new_alerts and webhook is not None:
             webhook.wake.set()
@@ -228,13 +224,30 @@ class StreamProcessor:
         metrics.batch_latency.observe(time.monotonic() - started)
         return result
 
+    def _produce(self, messages: list[tuple[str, bytes | None, dict]], attempts: int = 3) -> None:
+        """Send and wait for every broker acknowledgement; resend what failed, then raise.
+
+        ``flush`` alone does not report failed sends; an unacknowledged record must stop the batch
+        before its offsets are committed (the process exits, and a restart redoes the batch).
+        """
+        for attempt in range(1, attempts + 1):
+            futures = [(self.producer.send(topic, key=key, value=_json(value)), (topic, key, value))
+                       for topic, key, value in messages]
+            self.producer.flush()
+            failed = [(message, future.exception) for future, message in futures if future.failed()]
+            if not failed:
+                return
+            log.warning("%d of %d record(s) not acknowledged (attempt %d): %s", len(failed), len(messages), attempt,
+                        failed[0][1])
+            messages = [message for message, _ in failed]
+            time.sleep(0.5 * attempt)
+        raise KafkaError(f"{len(messages)} record(s) were not acknowledged after {attempts} attempts: {failed[0][1]}")
+
     def _publish_outbox(self) -> None:
         """Alerts written to SQLite but not yet produced (the last run died in between)."""
         leftovers = self.store.unpublished()
-        for alert in leftovers:
-            self.producer.send(self.config.alerts_topic, key=alert["alert_id"].encode(), value=_json(alert))
         if leftovers:
-            self.producer.flush()
+            self._produce([(self.config.alerts_topic, a["alert_id"].encode(), a) for a in leftovers])
             self.store.mark_published(a["alert_id"] for a in leftovers)
             log.info("published %d alert(s) left over from the last run", len(leftovers))
 

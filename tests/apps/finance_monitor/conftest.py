@@ -4,6 +4,7 @@ unique topic names per test, and helpers to run processors and read topics."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -137,8 +138,10 @@ def wait_committed(bootstrap: str, group: str, total: int, timeout_s: float = 12
             try:
                 offsets = admin.list_group_offsets(group).get(group, {})
                 seen = sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-            except Exception:  # the coordinator may still be loading
-                seen = 0
+            except Exception as error:  # the coordinator may still be loading; a fresh client finds it again
+                logging.getLogger(__name__).warning("reading the offsets of %s failed: %r", group, error)
+                admin.close()
+                admin = KafkaAdminClient(bootstrap_servers=bootstrap)
             if seen >= total:
                 return seen
             time.sleep(0.2)
