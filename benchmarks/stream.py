@@ -109,11 +109,15 @@ def create_topic(servers: str, topic: str, partitions: int) -> None:
 def preload(servers: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20, batch_size=262144)
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20, batch_size=262144, retries=10,
+                             retry_backoff_ms=200)
+    failed: list[Exception] = []
     for key, value in records:
-        producer.send(topic, key=key, value=value)
+        producer.send(topic, key=key, value=value).add_errback(failed.append)
     producer.flush()
     producer.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(records)} records were not acknowledged: {failed[0]!r}")
 
 
 class Processor:
@@ -247,7 +251,7 @@ def latency(args, servers: str, records, rate: float, workdir: Path) -> dict:
     lock = threading.Lock()
     try:
         processor.wait_ready()
-        producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=0)
+        producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=0, retries=10, retry_backoff_ms=200)
         warmup = records[:50]
         for key, value in warmup:
             producer.send(topic, key=key, value=value)

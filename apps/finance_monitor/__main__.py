@@ -93,9 +93,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-
-    from apps.finance_monitor.replay import ReplayOptions, messages_from_file, replay
+    from apps.finance_monitor.replay import ReplayOptions, make_producer, messages_from_file, replay
     from apps.finance_monitor.stream import ensure_topics
     from apps.finance_monitor.tickers import load_tickers
 
@@ -104,7 +102,7 @@ def replay_command(args: argparse.Namespace) -> int:
                             text_column=args.text_column, limit=args.limit)
     messages = messages_from_file(args.file, options, load_tickers(config.tickers_path))
     ensure_topics(config.bootstrap_servers, [config.input_topic], config.partitions, wait_s=10.0)
-    producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5)
+    producer = make_producer(config.bootstrap_servers)
     try:
         sent = replay(producer, config.input_topic, messages, args.rate)
     finally:

@@ -13,11 +13,9 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from kafka import KafkaProducer
-
 from apps.finance_monitor.demo_model import ensure_model
 from apps.finance_monitor.follow import show_alerts
-from apps.finance_monitor.replay import ReplayOptions, messages_from_file, replay
+from apps.finance_monitor.replay import ReplayOptions, make_producer, messages_from_file, replay
 from apps.finance_monitor.service import build_stream
 from apps.finance_monitor.settings import StreamConfig, default_var_dir
 from apps.finance_monitor.store import AlertStore
@@ -54,7 +52,7 @@ def run_demo(config: StreamConfig, news: Path, idle_exit_s: float = 4.0) -> int:
 
     print(f"\n== replaying {news} into {config.input_topic}")
     ensure_topics(config.bootstrap_servers, [config.input_topic], config.partitions)
-    producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5)
+    producer = make_producer(config.bootstrap_servers)
     sent = replay(producer, config.input_topic, messages_from_file(news, ReplayOptions(), processor.engine.extractor))
     producer.close()
     print(f"sent {sent} records")

@@ -24,6 +24,10 @@ from core.data.tables import DataError, read_rows
 log = logging.getLogger(__name__)
 
 
+class ReplayError(RuntimeError):
+    """The broker did not acknowledge some records."""
+
+
 @dataclass(frozen=True)
 class ReplayOptions:
     rate: float = 0.0              # messages per second; 0: as fast as the broker takes them
@@ -63,8 +67,12 @@ def fan_out(message: dict) -> list[tuple[bytes | None, bytes]]:
 
 
 def replay(producer: KafkaProducer, topic: str, messages: Iterator[dict], rate: float = 0.0) -> int:
-    """Send ``messages`` at ``rate`` per second (0: unthrottled) with acks from the producer; returns records sent."""
+    """Send ``messages`` at ``rate`` per second (0: unthrottled); returns the records sent, all acknowledged.
+
+    The producer should use ``acks="all"`` and retries (see :func:`make_producer`).
+    """
     sent = 0
+    failed: list[Exception] = []
     started = time.monotonic()
     for message in messages:
         for key, value in fan_out(message):
@@ -72,7 +80,15 @@ def replay(producer: KafkaProducer, topic: str, messages: Iterator[dict], rate: 
                 delay = started + sent / rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            producer.send(topic, key=key, value=value)
+            producer.send(topic, key=key, value=value).add_errback(failed.append)
             sent += 1
     producer.flush()
+    if failed:  # flush does not raise for records the broker refused
+        raise ReplayError(f"{len(failed)} of {sent} records were not acknowledged by the broker: {failed[0]!r}")
     return sent
+
+
+def make_producer(bootstrap_servers: str) -> KafkaProducer:
+    """A producer that waits for all in-sync replicas and retries transient broker errors."""
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, retries=10,
+                         retry_backoff_ms=200)

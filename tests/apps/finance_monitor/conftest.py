@@ -94,10 +94,12 @@ class RunningProcessor:
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], partition_of=None) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for key, value in records:
-        producer.send(topic, key=key, value=value, partition=partition_of(key) if partition_of else None)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10, retry_backoff_ms=200)
+    futures = [producer.send(topic, key=key, value=value, partition=partition_of(key) if partition_of else None)
+               for key, value in records]
     producer.flush()
+    for future in futures:
+        future.get(timeout=30)  # raises when the broker did not take the record (flush does not)
     producer.close()
 
 
