@@ -173,7 +173,12 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
     log.info("bm25: %s", results["bm25"])
 
     if args.reuse_models:
-        embedder_path, reranker_path = registry.path(EMBEDDER_NAME, "latest"), registry.path(RERANKER_NAME, "latest")
+        embedder_path, reranker_path = registry.path(EMBEDDER_NAME, "latest"), None
+        if args.reranker_epochs > 0:
+            try:
+                reranker_path = registry.path(RERANKER_NAME, "latest")
+            except ModelNotFoundError:
+                log.warning("no %s in the registry: evaluating without a re-ranker", RERANKER_NAME)
     else:
         embedder_path, reranker_path = train_kb_models(args, splits, documents, registry)
     dev = subsample(splits["dev"], args.dev_limit)
@@ -202,7 +207,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
         correct = np.array([int(t) in wanted for t, wanted in zip(top, dev_relevant, strict=True)])
         thresholds[name] = suggest_thresholds(scores.max(axis=1), correct)
         dev_results[name] = metrics(scores, dev_relevant)
-    promotions = {} if args.reuse_models else promote_if_better(registry, dev_results, embedder_path, reranker_path)
+    promotions = promote_if_better(registry, dev_results, embedder_path, reranker_path)
     return {"retrieval": results, "retrieval_dev": dev_results, "retrieval_dev_thresholds": thresholds,
             "retrieval_promotions": promotions,
             "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
@@ -413,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-length", type=int, default=64,
                         help="embedder tokens per text (the re-ranker reads twice as many; default 64)")
     parser.add_argument("--reuse-models", action="store_true",
-                        help="evaluate the latest registered kb-embedder/kb-reranker instead of training")
+                        help="evaluate the latest registered kb-embedder/kb-reranker (none with --reranker-epochs 0) "
+                             "instead of training")
     parser.add_argument("--train-classifier", action="store_true",
                         help="train intent-banking77 here instead of using the registry's production model")
     parser.add_argument("--classifier-epochs", type=int, default=1)
