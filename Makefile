@@ -21,7 +21,7 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: bench-quality bench-onnx help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
+.PHONY: bench-quality bench-onnx bench-sentiment bench-stream bench-recommender bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -59,6 +59,18 @@ bench-quality: venv  ## fine-tune and test the four classifiers of ../shared/BEN
 
 bench-onnx: venv  ## int8 ONNX serving path of the bench-quality classifiers: accepted only within 1 point
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.onnx_serving $(BENCH_ARGS)
+
+bench-sentiment: venv  ## the finance stream's production sentiment model (PhraseBank + Twitter train splits) -> var/bench/sentiment_model.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.sentiment_model $(BENCH_ARGS)
+
+bench-stream: venv  ## finance stream: inference vs end-to-end msgs/s through Kafka, p50/p95 latency, peak RSS -> var/bench/stream.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.stream $(BENCH_ARGS)
+
+bench-recommender: venv  ## MovieLens quality + serving speed of the recommender -> var/bench/recommender.json
+	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.recommender $(BENCH_ARGS)
+
+bench-bot: venv rasa-env  ## support bot: intent accuracy, FAQ retrieval, REST latency -> var/bench/bot.json
+	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.bot $(BENCH_ARGS)
 
 demo: setup  ## the main job on embedded defaults
 	$(PY) -m infra.demo

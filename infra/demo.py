@@ -6,6 +6,7 @@ broker and shows the packaged base models that core resolves offline. Each app e
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 import uuid
@@ -50,6 +51,13 @@ def main() -> int:
             print(f"  {name:24} {resolved.location}{'/' + resolved.gguf_file if resolved.gguf_file else ''}")
         except ModelReferenceError as error:
             print(f"  {name:24} unavailable: {error}")
+    for title, module in (("finance monitor: the shipped demo news through the sentiment stream",
+                           "apps.finance_monitor"),
+                          ("recommender: the shipped demo catalog, recommendations with explanations",
+                           "apps.recommender"),
+                          ("support bot: a cited answer, the lost-card form and a hand-off", "apps.customer_service")):
+        print(f"\n== {title}", flush=True)
+        subprocess.run([sys.executable, "-m", module, "demo"], check=True)
     print("\nThe stack keeps running: `make status` shows it, `make down` stops it.")
     return 0
 

@@ -31,13 +31,18 @@ HONCHO_PID = RUN_DIR / "honcho.pid"
 
 
 def procfile_services(procfile: Path = PROCFILE) -> list[str]:
-    """Service names in Procfile order (Kafka first by convention)."""
+    """Service names in Procfile order (Kafka first by convention); ``STACK_SERVICES=a,b`` keeps only those."""
     names = []
     for line in procfile.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#") and ":" in line:
             names.append(line.split(":", 1)[0].strip())
-    return names
+    wanted = [name.strip() for name in os.environ.get("STACK_SERVICES", "").split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise SystemExit(f"error: STACK_SERVICES names {unknown}, which the Procfile does not have; "
+                         f"services: {', '.join(names)}")
+    return [name for name in names if name in wanted] if wanted else names
 
 
 def honcho_pid() -> int | None:
