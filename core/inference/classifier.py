@@ -69,9 +69,14 @@ class TextClassifier:
 
     def predict(self, texts: list[str]) -> Prediction:
         """Labels and temperature-scaled probabilities for ``texts``."""
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {i} is {text!r}; expected non-empty text")
-        probs = softmax(self.logits(texts), self.temperature)
-        best = probs.argmax(axis=1)
-        return Prediction([self.classes[i] for i in best], probs[np.arange(len(best)), best], probs)
+        return calibrated_prediction(self, texts)
+
+
+def calibrated_prediction(classifier, texts: list[str]) -> Prediction:
+    """Check ``texts``, then labels and probabilities from ``classifier.logits`` scaled by its temperature."""
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text {i} is {text!r}; expected non-empty text")
+    probs = softmax(classifier.logits(texts), classifier.temperature)
+    best = probs.argmax(axis=1)
+    return Prediction([classifier.classes[i] for i in best], probs[np.arange(len(best)), best], probs)

@@ -20,10 +20,9 @@ import numpy as np
 
 from core.artifacts import read_card, update_card
 from core.atomic import atomic_write_bytes
-from core.calibration import softmax
 from core.classifier_model import CONFIG_FILE, ENCODER_DIR, PooledClassifier
 from core.data.labelled import LabelledTexts
-from core.inference.classifier import ClassifierLoadError, Prediction, TextClassifier
+from core.inference.classifier import ClassifierLoadError, Prediction, TextClassifier, calibrated_prediction
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +65,7 @@ class OnnxTextClassifier:
         return out
 
     def predict(self, texts: list[str]) -> Prediction:
-        for i, text in enumerate(texts):
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(f"text {i} is {text!r}; expected non-empty text")
-        probs = softmax(self.logits(texts), self.temperature)
-        best = probs.argmax(axis=1)
-        return Prediction([self.classes[i] for i in best], probs[np.arange(len(best)), best], probs)
+        return calibrated_prediction(self, texts)
 
 
 def _export_fp32(model: PooledClassifier, tokenizer, target: Path) -> None:

@@ -8,7 +8,6 @@ encoder's own weights untouched while its adapters learn.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,16 +30,6 @@ pytestmark = pytest.mark.slow
 # head_init="random": the loss starts at about ln(4) and must visibly fall (a probe head starts near the end)
 CONFIG = ClassifierTrainingConfig(epochs=2, batch_size=4, learning_rate=1e-4, head_learning_rate=5e-3,
                                   max_length=32, head_init="random", patience=2, device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    """No hub access; one torch thread (two threads on a shared 2-core machine contend)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("TRANSFORMERS_OFFLINE", "1")
-        patch.setenv("TEXTML_NUM_THREADS", "1")
-        yield
 
 
 def _split(name: str) -> LabelledTexts:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,6 @@ from tests.core.retrieval_data import labelled_split
 
 CONFIG = EmbedderTrainingConfig(epochs=1, batch_size=16, learning_rate=1e-4, max_seq_length=32,
                                 mined_negatives=1, device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    """No hub access; one torch thread (on a shared 2-core machine, 2 threads contend and run ~10x slower)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("TRANSFORMERS_OFFLINE", "1")
-        patch.setenv("TEXTML_NUM_THREADS", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +18,6 @@ from tests.core.retrieval_data import TOPICS, labelled_split
 # two epochs: the new one-logit head needs about one epoch of this tiny set before the loss moves
 CONFIG = RerankerTrainingConfig(epochs=2, batch_size=8, learning_rate=1e-4, max_seq_length=32,
                                 negatives_per_query=3, eval_candidates=5, device="cpu", progress=False)
-
-
-@pytest.fixture(scope="module")
-def offline() -> Iterator[None]:
-    """No hub access; one torch thread (on a shared 2-core machine, 2 threads contend and run ~10x slower)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("TRANSFORMERS_OFFLINE", "1")
-        patch.setenv("TEXTML_NUM_THREADS", "1")
-        yield
 
 
 @pytest.fixture(scope="module")
