@@ -122,8 +122,32 @@ def status() -> int:
     kafka_pid = broker.running_pid(kafka)
     origin = f"pid {kafka_pid}" if kafka_pid else ("external cluster" if external_cluster(kafka) else "")
     print(f"kafka     {'up' if ok else 'down':5} {servers} {origin}")
+    for name, url in _health_urls().items():
+        if name in procfile_services():
+            print(f"{name:9} {'up' if _answers(url) else 'down':5} {url}")
     print(f"logs      {LOG_DIR}/")
     return 0 if ok else 3
+
+
+def _health_urls() -> dict[str, str]:
+    """Where each app service answers when it is ready (ports from the apps' own settings variables)."""
+    env = os.environ.get
+    return {
+        "finance": f"http://127.0.0.1:{env('FINANCE_METRICS_PORT', '9464')}/metrics",
+        "recommender": "http://127.0.0.1:8300/health",
+        "bot-actions": f"http://127.0.0.1:{env('CS_ACTIONS_PORT', '5055')}/health",
+        "bot-rasa": f"http://127.0.0.1:{env('CS_RASA_PORT', '5005')}/status",
+    }
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
