@@ -42,6 +42,9 @@ class BrokerUnavailableError(RuntimeError):
     """No broker answered at the bootstrap servers in time."""
 
 
+STALL_CHECK_S = 5.0  # idle seconds between checks that the consumer is not stuck behind unread records
+
+
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
     """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are.
 
@@ -139,12 +142,16 @@ class StreamProcessor:
             self.consumer.subscribe([config.input_topic], listener=_Rebalance(self))
             self.metrics.ready.set(1)
             last_records = time.monotonic()
+            last_stall_check = time.monotonic()
             while not self.stop.is_set():
                 batch = self._collect()
                 if not batch:
                     if idle_exit_s is not None and time.monotonic() - last_records > idle_exit_s:
                         log.info("no input for %.0f s: stopping", idle_exit_s)
                         break
+                    if time.monotonic() - last_stall_check > STALL_CHECK_S:
+                        last_stall_check = time.monotonic()
+                        self._rejoin_if_stalled(config.input_topic)
                     continue
                 last_records = time.monotonic()
                 result = self._handle(batch, webhook)
@@ -159,6 +166,25 @@ class StreamProcessor:
             self.producer.close(timeout=10)
             self.store.close()
             log.info("stream stopped")
+
+    def _rejoin_if_stalled(self, topic: str) -> None:
+        """Re-subscribe when assigned partitions have unread records but polls return none.
+
+        kafka-python 3.0.x was seen to stop fetching a partition after a rebalance until the
+        next one (dpkp/kafka-python#3131); re-subscribing forces that rebalance, and the
+        assignment callback restores state and seeks to the checkpoints as on any rebalance.
+        """
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return
+        ends = self.consumer.end_offsets(assigned)
+        behind = {tp: ends[tp] - self.consumer.position(tp) for tp in assigned
+                  if ends.get(tp) is not None and ends[tp] > self.consumer.position(tp)}
+        if behind:
+            log.warning("no records fetched although %d partition(s) have unread records (%s): re-joining the group",
+                        len(behind), {f"{tp.topic}[{tp.partition}]": lag for tp, lag in behind.items()})
+            self.consumer.unsubscribe()
+            self.consumer.subscribe([topic], listener=_Rebalance(self))
 
     def _wait_for_metadata(self, topic: str, timeout_s: float = 60.0) -> None:
         """Subscribe only once the consumer sees the topic's partitions: a group assignment computed before the
