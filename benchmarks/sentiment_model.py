@@ -17,7 +17,6 @@ recorded in the card. Figures go to ``var/bench/sentiment_model.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import datasets
+from benchmarks.figures import write_figures
 from core.artifacts import ModelCard, data_record
 from core.data.labelled import LabelledTexts
 from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
@@ -131,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_examples_per_s": round(trained.train_examples_per_s, 2), "epochs_run": len(trained.history),
         "best_epoch": trained.best_epoch, "device": classifier.device_info.name,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
-    print(f"figures written to {output}")
+    write_figures(args.output, figures)
     return 0
 
 

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.figures import write_figures
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO_ROOT / "var" / "bench"
 log = logging.getLogger("benchmarks.stream")
@@ -349,11 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("two processors: %.1f msgs/s", two["msgs_per_s"])
     figures["targets"] = {"ratio": ">= 0.9", "p95_latency_s": "< 1.0", "peak_rss_mb": "< 1536"}
     figures["machine"] = machine()
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(figures, indent=2))
-    print(json.dumps(figures, indent=2))
-    print(f"figures written to {output}")
+    write_figures(args.output, figures)
     return 0
 
 
