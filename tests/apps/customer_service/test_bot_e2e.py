@@ -1,8 +1,10 @@
 """End to end: train the bot, start the real action server and the real Rasa server, talk over REST.
 
-One conversation covers a cited answer, the lost-card form with validation, a hand-off with a
-masked ticket, the SQLite tracker store, and the action-server-down path. No mocks: Rasa 3.6 runs
-in its own environment, the action server loads the real MiniLM embedder and the real KB index.
+The browser test opens the web chat page in Debian's headless Chromium (driven by Playwright) and
+asks a FAQ question there. Then one conversation covers a cited answer, the lost-card form with
+validation, a hand-off with a masked ticket, the SQLite tracker store, and the action-server-down
+path (it stops the action server, so it runs last). No mocks: Rasa 3.6 runs in its own
+environment, the action server loads the real MiniLM embedder and the real KB index.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from apps.customer_service.settings import APP_DIR, BotSettings
 from apps.customer_service.tickets import TicketStore
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
+# Debian's chromium (infra/browser/install-chromium.sh); Playwright's own browser builds need its CDN
+CHROMIUM = Path(os.environ.get("CS_CHROMIUM", "/usr/bin/chromium"))
 
 
 def wait_for(ready, process, log: Path, what: str) -> None:
@@ -73,6 +77,32 @@ def say(bot: dict, sender: str, text: str) -> list[dict]:
 
 def texts(messages: list[dict]) -> str:
     return "\n".join(m.get("text", "") for m in messages)
+
+
+def test_web_chat_in_headless_chromium_shows_a_cited_answer(bot: dict) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    if not CHROMIUM.is_file():
+        pytest.fail(f"no Chromium at {CHROMIUM}: run infra/browser/install-chromium.sh (Debian's chromium package) "
+                    "or set CS_CHROMIUM to a Chromium binary")
+    assert bot["actions"].poll() is None and bot["rasa"].poll() is None, "both servers must still be up"
+    with sync_playwright() as playwright:
+        # --no-sandbox: CI containers run as root, where Chromium's sandbox refuses to start
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{bot['settings'].actions_url}/")
+            expect(page.locator("h1")).to_have_text("Nimbus Bank support")
+            page.fill("#text", "I ordered my card two weeks ago and it still hasn't arrived")
+            page.click("button[type=submit]")
+            expect(page.locator(".user")).to_have_text("I ordered my card two weeks ago and it still hasn't arrived")
+            answer = page.locator(".bot", has_text="Source:")
+            expect(answer).to_contain_text("Source: When your card will arrive", timeout=60_000)
+            assert "not reachable" not in page.inner_text("#log") and not errors, errors
+        finally:
+            browser.close()
 
 
 def test_conversation_answers_runs_the_form_hands_off_and_survives_restarts(bot: dict) -> None:
