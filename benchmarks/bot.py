@@ -8,11 +8,14 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
   ``kb-embedder``), and fine-tuned + the cross-encoder re-ranker (``kb-reranker``) on its top 5
   (``--rerank-top``, as the bot does; ranks 6-10 keep the embedder's order).
   All retrieve from the same entries the bot indexes (passages + example questions), scored per
-  document by its best entry. Thresholds for the answering action are suggested from dev.
+  document by its best entry. The answer/clarify thresholds are tuned on dev and recorded for the
+  production models in the bot's tuned-thresholds file (apps/customer_service/tuning.py).
 * ``intents``: test accuracy of core's classifier alone (``intent-banking77``, trained by
   ``make bench-quality``, or here with ``--train-classifier``) and through the running Rasa server
   (``/model/parse``) with that classifier behind ``CoreIntentClassifier``; reply latency p50/p95
-  through the REST webhook for answered questions, the action server doing retrieval.
+  through the REST webhook for answered questions, the action server doing retrieval. The
+  FallbackClassifier threshold is tuned on dev for that classifier and recorded first, so the Rasa
+  server measured here already runs with it.
 * ``diet``: Rasa's own DIET pipeline trained on the same train split (``--diet-epochs``), test accuracy.
 
     python -m benchmarks.bot                                   # everything
@@ -40,6 +43,7 @@ from apps.customer_service.chunking import chunk_documents
 from apps.customer_service.kb_index import KbIndex, build_kb_index
 from apps.customer_service.knowledge_base import load_knowledge_base
 from apps.customer_service.settings import APP_DIR, EMBEDDER_NAME, INTENT_NAME, RERANKER_NAME
+from apps.customer_service.tuning import record_intent_fallback, record_retrieval, same_model, tuned_file
 from benchmarks import datasets
 from benchmarks.quality import machine
 from core.artifacts import data_record
@@ -208,8 +212,9 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
         thresholds[name] = suggest_thresholds(scores.max(axis=1), correct)
         dev_results[name] = metrics(scores, dev_relevant)
     promotions = promote_if_better(registry, dev_results, embedder_path, reranker_path)
+    recorded = record_retrieval_thresholds(registry, thresholds, embedder_path, reranker_path, len(dev))
     return {"retrieval": results, "retrieval_dev": dev_results, "retrieval_dev_thresholds": thresholds,
-            "retrieval_promotions": promotions,
+            "retrieval_promotions": promotions, "retrieval_thresholds_recorded": recorded,
             "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
                                 "embedder": str(embedder_path), "reranker": str(reranker_path),
                                 "rerank_top": args.rerank_top, "max_seq_length": args.max_seq_length,
@@ -238,6 +243,46 @@ def promote_if_better(registry: Registry, dev: dict, embedder_path: Path, rerank
                                         f"{dev['finetuned']}")
     log.info("promotions: %s", decisions)
     return decisions
+
+
+def record_retrieval_thresholds(registry: Registry, thresholds: dict, embedder_path: Path,
+                                reranker_path: Path | None, dev_queries: int) -> dict | None:
+    """Store the dev-tuned answer/clarify thresholds for the models the bot now runs in production.
+
+    Only when the production embedder is the one just evaluated; with the re-ranker's scale when
+    the production re-ranker is the one just evaluated, the cosine scale when there is none.
+    """
+    production = {name: _production(registry, name) for name in (EMBEDDER_NAME, RERANKER_NAME)}
+    if not same_model(production[EMBEDDER_NAME], str(embedder_path)):
+        log.info("thresholds not recorded: production %s is %s", EMBEDDER_NAME, production[EMBEDDER_NAME])
+        return None
+    if reranker_path is not None and same_model(production[RERANKER_NAME], str(reranker_path)):
+        method, reranker = "finetuned_rerank", str(reranker_path)
+    elif production[RERANKER_NAME] is None:
+        method, reranker = "finetuned", None
+    else:
+        log.info("thresholds not recorded: production %s is %s", RERANKER_NAME, production[RERANKER_NAME])
+        return None
+    tuned = thresholds[method]
+    if tuned["answer"] is None or tuned["clarify"] is None:
+        log.warning("thresholds not recorded: no %s threshold reaches its dev precision: %s", method, tuned)
+        return None
+    return record_retrieval(tuned_path(), str(embedder_path), reranker, answer=tuned["answer"],
+                            clarify=min(tuned["clarify"], tuned["answer"]), method=method, dev_queries=dev_queries,
+                            answer_coverage=tuned["answer_coverage"], clarify_coverage=tuned["clarify_coverage"],
+                            source="make bench-bot (retrieval): lowest dev scores with >= 95% / 80% right")
+
+
+def _production(registry: Registry, name: str) -> str | None:
+    try:
+        return str(registry.path(name, "production"))
+    except (ModelNotFoundError, FileNotFoundError, ValueError):
+        return None
+
+
+def tuned_path() -> Path:
+    """The bot's tuned-thresholds file (``CS_TUNED_FILE``, else under ``TEXTML_VAR_DIR``), as the bot reads it."""
+    return tuned_file(dict(os.environ), Path(os.environ.get("TEXTML_VAR_DIR", datasets.REPO_ROOT / "var")))
 
 
 def subsample(split, limit: int | None):
@@ -276,7 +321,7 @@ def run_intents(args, splits, registry: Registry) -> dict:
     )
     from apps.customer_service.launch import rasa_ready as rasa_is_ready
     from apps.customer_service.rasa_project import train
-    from apps.customer_service.settings import BotSettings
+    from apps.customer_service.settings import settings_from_env
     from core.inference.classifier import TextClassifier
 
     classifier_path = intent_model(args, splits, registry)
@@ -293,10 +338,17 @@ def run_intents(args, splits, registry: Registry) -> dict:
     fallback = suggest_thresholds(dev_prediction.confidences, dev_correct)
     del classifier
 
+    if fallback["answer"] is not None:
+        record_intent_fallback(tuned_path(), str(classifier_path), fallback["answer"], precision=0.95,
+                               coverage=fallback["answer_coverage"], dev_queries=len(dev),
+                               source="make bench-bot (intents): lowest dev confidence with >= 95% correct")
+
     state = Path(tempfile.mkdtemp(prefix="bench-bot-"))
-    settings = BotSettings(state_dir=state, actions_port=free_port(), rasa_port=free_port())
-    env = {**os.environ, "CS_STATE_DIR": str(state), "CS_ACTIONS_PORT": str(settings.actions_port),
-           "CS_RASA_PORT": str(settings.rasa_port), "CS_INTENT_MODEL": str(classifier_path), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "CS_STATE_DIR": str(state), "CS_ACTIONS_PORT": str(free_port()),
+           "CS_RASA_PORT": str(free_port()), "CS_INTENT_MODEL": str(classifier_path), "HF_HUB_OFFLINE": "1"}
+    settings = settings_from_env(env)  # as the servers will read it: the tuned fallback threshold included
+    log.info("intent fallback threshold %s (%s)", settings.intent_fallback,
+             settings.threshold_sources["intent_fallback"])
     processes = []
     try:
         actions = start_service("actions", state / "actions.log", env)  # ingests with the registry's embedder
@@ -329,7 +381,9 @@ def run_intents(args, splits, registry: Registry) -> dict:
             stop_service(process)
     return {"intent_accuracy_core": round(accuracy_core, 4), "intent_accuracy_rasa": round(accuracy_rasa, 4),
             "intent_fallback_rate_rasa": round(fallbacks / len(test), 4),
-            "fallback_threshold_dev": fallback, "intent_model": str(classifier_path),
+            "fallback_threshold_dev": fallback, "intent_fallback_threshold_used": settings.intent_fallback,
+            "intent_fallback_threshold_source": settings.threshold_sources["intent_fallback"],
+            "intent_model": str(classifier_path),
             "core_predict_texts_per_s": round(len(test) / core_seconds, 1),
             "latency_p50_ms": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
             "latency_p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,

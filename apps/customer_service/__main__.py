@@ -93,10 +93,10 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def cmd_rasa(args: argparse.Namespace) -> int:
-    from apps.customer_service.rasa_project import assemble, environment, model_path, server_command, train
+    from apps.customer_service.rasa_project import assemble, environment, needs_training, server_command, train
 
     settings = _settings(args)
-    if not model_path(settings).is_file():
+    if needs_training(settings, assemble(settings)):
         train(settings)
     project = assemble(settings)
     command = server_command(settings)
@@ -109,6 +109,26 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from apps.customer_service.chat import chat
 
     chat(args.url or _settings(args).rasa_url, args.sender)
+    return 0
+
+
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    from apps.customer_service.settings import REPO_ROOT
+    from apps.customer_service.tuning import import_bench_fallback, tuned_file
+
+    path = tuned_file(dict(os.environ), Path(os.environ.get("TEXTML_VAR_DIR", REPO_ROOT / "var")))
+    if args.import_bench:
+        entry = import_bench_fallback(args.import_bench, path)
+        print(f"recorded intent fallback {entry['threshold']} for {entry['model']} in {path}")
+    settings = _settings(args)
+    scale = "rerank" if settings.reranker else "cosine"
+    shown = {"tuned_file": str(path), "intent_model": settings.intent_model,
+             "intent_fallback": settings.intent_fallback,
+             "intent_fallback_source": settings.threshold_sources["intent_fallback"],
+             "embedder": settings.embedder, "reranker": settings.reranker, "retrieval_scale": scale,
+             "answer": getattr(settings.retrieval, scale).answer, "clarify": getattr(settings.retrieval, scale).clarify,
+             "retrieval_source": settings.threshold_sources["retrieval"]}
+    print(json.dumps(shown, indent=2))
     return 0
 
 
@@ -156,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rasa", help="run the Rasa server (REST + socket.io, SQLite tracker store); trains if needed")
     p.set_defaults(func=cmd_rasa)
+
+    p = sub.add_parser("thresholds", help="show the thresholds in effect and where they come from (tuned on dev "
+                                          "by `make bench-bot`, environment, or default)")
+    p.add_argument("--import-bench", type=Path, metavar="FIGURES",
+                   help="first record the intent fallback threshold tuned on dev from a bench-bot figures file "
+                        "(var/bench/bot.json: fallback_threshold_dev.answer for its intent_model)")
+    p.set_defaults(func=cmd_thresholds)
 
     p = sub.add_parser("demo", help="ingest/train what is missing, start both servers, run a scripted chat")
     p.set_defaults(func=cmd_demo)

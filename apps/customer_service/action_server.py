@@ -58,6 +58,9 @@ def load_services(settings: BotSettings) -> Services:
     torch.set_num_threads(settings.inference_threads)
     log.info("action server models: embedder %s, re-ranker %s, intents %s (%d torch thread(s))", settings.embedder,
              settings.reranker, settings.intent_model, settings.inference_threads)
+    log.info("thresholds: retrieval %s (%s); intent fallback %s (%s)", settings.retrieval.rerank if reranker
+             else settings.retrieval.cosine, settings.threshold_sources.get("retrieval"), settings.intent_fallback,
+             settings.threshold_sources.get("intent_fallback"))
     return Services(retriever, TicketStore(settings.tickets_db), intents)
 
 

@@ -13,7 +13,7 @@ import uuid
 
 from apps.customer_service.chat import send
 from apps.customer_service.launch import actions_ready, rasa_ready, start_service, stop_service, wait_until
-from apps.customer_service.rasa_project import model_path, train
+from apps.customer_service.rasa_project import assemble, needs_training, train
 from apps.customer_service.settings import BotSettings
 
 SCRIPT = (
@@ -34,7 +34,7 @@ def run_demo(settings: BotSettings, print_fn=print) -> None:
 
         print_fn(f"ingesting the knowledge base with {settings.embedder} ...")
         ingest(settings.kb_dir, settings.index_dir, settings.embedder)
-    if not model_path(settings).is_file():
+    if needs_training(settings, assemble(settings)):
         print_fn("training the Rasa model (about a minute) ...")
         train(settings)
     env = {**os.environ, "CS_STATE_DIR": str(settings.state_dir), "CS_ACTIONS_PORT": str(settings.actions_port),

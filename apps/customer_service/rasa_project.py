@@ -9,7 +9,9 @@ the knowledge base stays the one source of truth:
   ``bank_question`` intent, and one rule per intent: ``intent -> action_answer_from_kb``.
 
 ``endpoints.yml`` gets the action server's URL and the SQLite tracker store's path (kept outside
-the project folder, so conversations survive re-assembly, re-training and restarts).
+the project folder, so conversations survive re-assembly, re-training and restarts), and
+``config.yml`` the FallbackClassifier threshold of the settings (tuned on dev for the configured
+intent model when ``make bench-bot`` has tuned one, see ``tuning.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def assemble(settings: BotSettings, documents: list[KbDocument] | None = None, c
     shutil.copytree(TEMPLATE, project, ignore=shutil.ignore_patterns("__pycache__"))
     if config is not None:
         shutil.copyfile(config, project / "config.yml")
+    write_config(project / "config.yml", settings)
     for relative, content in generated_files(documents).items():
         (project / relative).write_text("# generated from the knowledge base; do not edit\n"
                                         + yaml.safe_dump(content, sort_keys=False, allow_unicode=True),
@@ -64,6 +67,32 @@ def assemble(settings: BotSettings, documents: list[KbDocument] | None = None, c
     endpoints = endpoints.replace("__ACTIONS_URL__", settings.actions_url).replace("__TRACKER_DB__", str(tracker_db))
     (project / "endpoints.yml").write_text(endpoints, encoding="utf-8")
     return project
+
+
+def write_config(path: Path, settings: BotSettings) -> None:
+    """Set the FallbackClassifier threshold in the Rasa config at ``path`` to ``settings.intent_fallback``."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    steps = [step for step in config.get("pipeline") or [] if step.get("name") == "FallbackClassifier"]
+    if not steps:
+        return  # e.g. a plain DIET config: nothing falls back
+    for step in steps:
+        step["threshold"] = float(settings.intent_fallback)
+    source = settings.threshold_sources.get("intent_fallback", "default")
+    path.write_text(f"# assembled by apps/customer_service/rasa_project.py; FallbackClassifier threshold "
+                    f"{settings.intent_fallback}: {source}\n" + yaml.safe_dump(config, sort_keys=False),
+                    encoding="utf-8")
+
+
+def needs_training(settings: BotSettings, project: Path) -> bool:
+    """No trained model yet, or it was trained with another config (e.g. a newly tuned fallback threshold)."""
+    stamp = trained_config(settings)
+    return (not model_path(settings).is_file() or not stamp.is_file()
+            or stamp.read_text(encoding="utf-8") != (project / "config.yml").read_text(encoding="utf-8"))
+
+
+def trained_config(settings: BotSettings) -> Path:
+    """A copy of the config the current model was trained with."""
+    return settings.rasa_dir / "models" / f"{MODEL_NAME}.config.yml"
 
 
 def environment(settings: BotSettings, project: Path) -> dict[str, str]:
@@ -90,6 +119,7 @@ def train(settings: BotSettings, config: Path | None = None, timeout: float = 18
     if result.returncode != 0 or not model_path(settings).is_file():
         tail = (result.stdout[-3000:] + result.stderr[-3000:]).strip()
         raise RuntimeError(f"`rasa train` failed with exit code {result.returncode} in {project}:\n{tail}")
+    shutil.copyfile(project / "config.yml", trained_config(settings))
     return model_path(settings)
 
 

@@ -8,7 +8,9 @@
 | ``CS_RERANKER`` | registry ``kb-reranker`` (production) if saved, else none; ``none`` turns it off | re-ranker |
 | ``CS_INTENT_MODEL`` | registry ``intent-banking77`` (production) if saved, else ``retrieval`` | intent model |
 | ``CS_ACTIONS_PORT`` / ``CS_RASA_PORT`` | ``5055`` / ``5005`` | action server / Rasa server ports |
-| ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | see ``RetrievalConfig`` | thresholds on the final score |
+| ``CS_TUNED_FILE`` | ``$TEXTML_VAR_DIR/customer_service/tuned.json`` | thresholds tuned on dev (``tuning.py``) |
+| ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | tuned, else ``RetrievalConfig`` | thresholds on the final score |
+| ``CS_FALLBACK_THRESHOLD`` | tuned, else ``0.35`` | intent confidence below which Rasa predicts ``nlu_fallback`` |
 | ``CS_INFERENCE_THREADS`` | ``1`` | torch threads in the action server (one query at a time: 1 is fastest) |
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from apps.customer_service.retrieval import RetrievalConfig, Thresholds
+from apps.customer_service.tuning import apply_tuned, tuned_file
 from core.registry import ModelNotFoundError, Registry
 
 APP_DIR = Path(__file__).resolve().parent
@@ -39,6 +42,11 @@ class BotSettings:
     rasa_port: int = 5005
     inference_threads: int = 1  # one short text per request: extra threads only add OpenMP spin-waiting
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    # FallbackClassifier threshold written into the assembled Rasa config. The default suits the
+    # retrieval intents' cosine scale; a classifier gets the value tuned on dev for it (tuning.py).
+    intent_fallback: float = 0.35
+    # where each threshold came from ("default", "tuned on dev (...)", "CS_... environment variable")
+    threshold_sources: dict = field(default_factory=lambda: {"intent_fallback": "default", "retrieval": "default"})
 
     @property
     def index_dir(self) -> Path:
@@ -85,13 +93,22 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         rasa_port=_port(env, "CS_RASA_PORT", 5005),
         inference_threads=_threads(env.get("CS_INFERENCE_THREADS", "1")),
     )
+    settings = apply_tuned(settings, tuned_file(env, var_dir))
+    fallback = env.get("CS_FALLBACK_THRESHOLD")
+    if fallback:
+        value = _float(fallback, "CS_FALLBACK_THRESHOLD", settings.intent_fallback)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"CS_FALLBACK_THRESHOLD={fallback!r} is not a probability; expected 0..1")
+        settings = replace(settings, intent_fallback=value, threshold_sources={
+            **settings.threshold_sources, "intent_fallback": "CS_FALLBACK_THRESHOLD environment variable"})
     answer, clarify = env.get("CS_ANSWER_THRESHOLD"), env.get("CS_CLARIFY_THRESHOLD")
     if answer or clarify:
         scale = "rerank" if settings.reranker else "cosine"
         current: Thresholds = getattr(settings.retrieval, scale)
         thresholds = Thresholds(answer=_float(answer, "CS_ANSWER_THRESHOLD", current.answer),
                                 clarify=_float(clarify, "CS_CLARIFY_THRESHOLD", current.clarify))
-        settings = replace(settings, retrieval=replace(settings.retrieval, **{scale: thresholds}))
+        settings = replace(settings, retrieval=replace(settings.retrieval, **{scale: thresholds}), threshold_sources={
+            **settings.threshold_sources, "retrieval": "CS_ANSWER_THRESHOLD / CS_CLARIFY_THRESHOLD"})
     return settings
 
 

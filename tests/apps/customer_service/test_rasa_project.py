@@ -43,5 +43,5 @@ def test_help_documents_every_command(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["--help"])
     out = capsys.readouterr().out
-    for command in ("ingest", "ask", "tickets", "train", "actions", "rasa", "chat", "demo"):
+    for command in ("ingest", "ask", "tickets", "train", "actions", "rasa", "chat", "demo", "thresholds"):
         assert command in out
