@@ -96,6 +96,7 @@ class StreamProcessor:
         self.metrics = metrics or StreamMetrics()
         self.stop = threading.Event()
         self._pending: list = []
+        self._rewind: dict[tuple[str, int], int] = {}  # revoked partition -> first fetched, unprocessed offset
         self._seen_records = False
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
@@ -104,19 +105,38 @@ class StreamProcessor:
     # -- rebalance ---------------------------------------------------------------------------
 
     def on_revoked(self, partitions) -> None:
+        """Drop the revoked partitions' state and their fetched-but-unprocessed records.
+
+        The first unprocessed offset of each is remembered: kafka-python 3 keeps a partition's
+        fetch position when the same consumer gets it back (``assign_from_subscribed``), so
+        without a seek the dropped records would be skipped for good.
+        """
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        for record in self._pending:
+            key = (record.topic, record.partition)
+            if key in gone:
+                self._rewind[key] = min(record.offset, self._rewind.get(key, record.offset))
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
         for partition in gone:
             self.engine.drop(partition)
         log.info("partitions revoked: %s", sorted(gone))
 
     def on_assigned(self, partitions) -> None:
+        """Restore each partition's window state and position it at the next unprocessed offset.
+
+        The SQLite checkpoint is authoritative (it may be ahead of the committed offset, or moved
+        on by another processor of the group); without one, rewind to the records dropped at
+        revocation; otherwise the consumer's own position (committed offset or reset) stands.
+        """
+        rewind, self._rewind = self._rewind, {}
         for tp in partitions:
-            self.engine.partitions[(tp.topic, tp.partition)] = self.store.load_partition(tp.topic, tp.partition,
-                                                                                         self.engine)
+            key = (tp.topic, tp.partition)
+            self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
             checkpoint = self.store.checkpoint(tp.topic, tp.partition)
             if checkpoint is not None:
                 self.consumer.seek(tp, checkpoint)
+            elif key in rewind:
+                self.consumer.seek(tp, rewind[key])
         log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in partitions))
 
     # -- the loop ----------------------------------------------------------------------------

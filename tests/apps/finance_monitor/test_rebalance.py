@@ -1,0 +1,81 @@
+"""Rebalance bookkeeping of the stream: records fetched but not yet processed when their
+partition is revoked must be fetched again when the partition comes back.
+
+kafka-python 3 keeps a partition's fetch position when the same consumer is assigned it
+again, so the processor has to seek; these tests pin where it seeks. The consumer here is a
+small recording stand-in (the real-broker scenarios live in test_stream_kafka.py).
+"""
+
+from __future__ import annotations
+
+from kafka import TopicPartition
+
+from apps.finance_monitor.engine import AlertEngine, Record
+from apps.finance_monitor.messages import MessageLimits
+from apps.finance_monitor.settings import StreamConfig
+from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.stream import StreamProcessor
+from apps.finance_monitor.tickers import TickerExtractor
+
+from .helpers import keyword_scorer, record, rules
+
+
+class RecordingConsumer:
+    def __init__(self) -> None:
+        self.seeks: dict[TopicPartition, int] = {}
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks[partition] = offset
+
+
+def processor(tmp_path) -> StreamProcessor:
+    engine = AlertEngine(rules(), TickerExtractor({"NOVA": ("Novagen",)}), MessageLimits(), "test:v1")
+    stream = StreamProcessor(StreamConfig(db_path=tmp_path / "alerts.db"), engine, keyword_scorer)
+    stream.store = AlertStore(tmp_path / "alerts.db")
+    stream.consumer = RecordingConsumer()
+    return stream
+
+
+def fetched(partition: int, *offsets: int) -> list[Record]:
+    return [record(offset, 1_767_600_000.0 + offset, "Novagen files its annual report", partition=partition)
+            for offset in offsets]
+
+
+def test_dropped_records_are_fetched_again_when_the_partition_comes_back(tmp_path):
+    stream = processor(tmp_path)
+    stream._pending = fetched(0, 0, 1, 2) + fetched(1, 5, 6)
+    news0, news1 = TopicPartition("news", 0), TopicPartition("news", 1)
+
+    stream.on_revoked([news0, news1])
+    assert stream._pending == []
+    stream.on_assigned([news0, news1])
+
+    assert stream.consumer.seeks == {news0: 0, news1: 5}
+
+
+def test_the_checkpoint_wins_over_the_dropped_records(tmp_path):
+    """Another processor of the group may have moved the partition on while it was away."""
+    stream = processor(tmp_path)
+    batch = fetched(0, 0, 1, 2, 3)
+    stream.store.write_batch(stream.engine.process(batch, keyword_scorer), stream.engine.rules.longest_window_s)
+    stream._pending = fetched(0, 1, 2)
+    news0 = TopicPartition("news", 0)
+
+    stream.on_revoked([news0])
+    stream.on_assigned([news0])
+
+    assert stream.consumer.seeks == {news0: 4}
+
+
+def test_partitions_kept_without_dropped_records_or_checkpoint_are_left_alone(tmp_path):
+    stream = processor(tmp_path)
+    stream._pending = fetched(1, 7)
+    news0, news1 = TopicPartition("news", 0), TopicPartition("news", 1)
+
+    stream.on_revoked([news0, news1])
+    stream.on_assigned([news0])
+
+    assert stream.consumer.seeks == {}
+    stream.on_revoked([news0])
+    stream.on_assigned([news1])  # the rewind of a revocation applies only to the assignment that follows it
+    assert stream.consumer.seeks == {}
