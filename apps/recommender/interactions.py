@@ -72,6 +72,23 @@ class InteractionStats:
         scores = self._xt @ per_user       # (size,)
         return (scores * self._inv_sqrt).astype(np.float32)
 
+    def cooccurrence_pair(self, keys_a: np.ndarray, weights_a: np.ndarray, keys_b: np.ndarray,
+                          weights_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`cooccurrence` for two weighted histories in one pass over the log (two (size,) arrays)."""
+        if self.empty or (len(keys_a) == 0 and len(keys_b) == 0):
+            return np.zeros(self.size, dtype=np.float32), np.zeros(self.size, dtype=np.float32)
+        # only the history items' columns of X are touched on the way in: (h, 2) weights, not (size, 2)
+        keys = np.concatenate([np.asarray(keys_a, np.int64), np.asarray(keys_b, np.int64)])
+        w = np.zeros((len(keys), 2), dtype=np.float32)
+        w[: len(keys_a), 0] = weights_a
+        w[len(keys_a):, 1] = weights_b
+        inside = (keys >= 0) & (keys < self.size)
+        keys, w = keys[inside], w[inside] * self._inv_sqrt[keys[inside], None]
+        per_user = self._xt[keys].T @ w                # (users, 2)
+        scores = (self._xt @ per_user).T                # (2, size)
+        scores *= self._inv_sqrt[None, :]
+        return scores[0], scores[1]
+
     def top_popular(self, n: int) -> np.ndarray:
         """Keys of the ``n`` most interacted-with items, most popular first (ties by key)."""
         if self.empty:

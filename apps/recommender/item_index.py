@@ -42,6 +42,7 @@ class ItemIndex:
         self._lock = threading.RLock()
         self._matrix = np.zeros((0, dim), dtype=np.float32)
         self._row_of: dict[int, int] = {}
+        self._row_by_key = np.full(0, -1, dtype=np.int64)  # the same map as an array: vectorised lookups
         self._free: list[int] = []
         self._index = VectorIndex(dim, self.config)
 
@@ -52,6 +53,7 @@ class ItemIndex:
         with self._lock:
             self._matrix = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
             self._row_of = {int(k): i for i, k in enumerate(keys)}
+            self._reindex_rows()
             self._free = []
             self._index = VectorIndex(self.dim, self.config)
             if len(keys):
@@ -70,6 +72,7 @@ class ItemIndex:
                     row = self._row_of.pop(key, None)
                     if row is not None:
                         self._free.append(row)
+                        self._row_by_key[key] = -1
             if len(keys):
                 vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
                 self._index.add(vectors, keys)  # validates before the matrix changes
@@ -78,6 +81,7 @@ class ItemIndex:
                     if row is None:
                         row = self._free.pop() if self._free else self._grow()
                         self._row_of[key] = row
+                        self._set_row(key, row)
                     self._matrix[row] = vector
             self.seq = max(self.seq, seq)
             self._maybe_change_kind()
@@ -89,6 +93,20 @@ class ItemIndex:
         self._free.extend(range(len(grown) - 1, used, -1))
         self._matrix = grown
         return used
+
+    def _reindex_rows(self) -> None:
+        size = max(self._row_of, default=-1) + 1
+        self._row_by_key = np.full(size, -1, dtype=np.int64)
+        if self._row_of:
+            self._row_by_key[np.fromiter(self._row_of, np.int64, len(self._row_of))] = np.fromiter(
+                self._row_of.values(), np.int64, len(self._row_of))
+
+    def _set_row(self, key: int, row: int) -> None:
+        if key >= len(self._row_by_key):  # grow geometrically: keys are assigned in increasing order
+            grown = np.full(max(key + 1, 2 * len(self._row_by_key), 16), -1, dtype=np.int64)
+            grown[: len(self._row_by_key)] = self._row_by_key
+            self._row_by_key = grown
+        self._row_by_key[key] = row
 
     def _maybe_change_kind(self) -> None:
         if self.config.kind != "auto" or len(self._row_of) == 0:
@@ -117,11 +135,26 @@ class ItemIndex:
     def has(self, key: int) -> bool:
         return key in self._row_of
 
+    def has_many(self, keys: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of ``keys`` the index holds (negative keys, FAISS padding, are not held)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        rows_by_key = self._row_by_key  # one reference: a concurrent write may swap in a grown array
+        inside = (keys >= 0) & (keys < len(rows_by_key))
+        out = np.zeros(len(keys), dtype=bool)
+        out[inside] = rows_by_key[keys[inside]] >= 0
+        return out
+
     def vectors(self, keys: list[int] | np.ndarray) -> np.ndarray:
-        """(len(keys), dim) stored vectors; KeyError names a key the index does not hold."""
+        """(len(keys), dim) stored vectors (a copy); KeyError names a key the index does not hold."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
         with self._lock:
-            rows = [self._row_of[int(k)] for k in keys]
-            return self._matrix[rows].copy()
+            rows_by_key = self._row_by_key
+            inside = (keys >= 0) & (keys < len(rows_by_key))
+            rows = np.full(len(keys), -1, dtype=np.int64)
+            rows[inside] = rows_by_key[keys[inside]]
+            if (rows < 0).any():
+                raise KeyError(int(keys[np.argmax(rows < 0)]))
+            return self._matrix[rows]  # fancy indexing copies
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(q, k) scores and keys, padded with -inf / -1 (see VectorIndex.search)."""
@@ -172,6 +205,7 @@ class ItemIndex:
         loaded = cls(int(state["dim"]), encoder_source, config)
         loaded._matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         loaded._row_of = {int(k): i for i, k in enumerate(keys.tolist())}
+        loaded._reindex_rows()
         if len(keys):
             try:
                 loaded._index = VectorIndex.load(path / "faiss", use_gpu=config.use_gpu)

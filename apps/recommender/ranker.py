@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apps.recommender.cold import ColdPool
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import ItemIndex
 from apps.recommender.ranking import FEATURES, Profile, RankingConfig, candidates, features, user_signals
@@ -81,6 +82,7 @@ def training_examples(histories: Mapping[str, Sequence[int]], index: ItemIndex, 
     usable = {u: [k for k in keys if index.has(k)] for u, keys in histories.items()}
     usable = {u: keys for u, keys in usable.items() if len(keys) >= targets_per_user + 2}
     held_out = InteractionStats.from_histories({u: keys[:-targets_per_user] for u, keys in usable.items()}, size)
+    cold_pool = ColdPool.build(index, held_out, config.cold_below, config.cold_pool_max)
     users = sorted(usable)
     if max_users is not None and len(users) > max_users:
         users = sorted(rng.choice(users, size=max_users, replace=False).tolist())
@@ -91,7 +93,7 @@ def training_examples(histories: Mapping[str, Sequence[int]], index: ItemIndex, 
             target, history = keys[-1], np.asarray(keys[:-1], dtype=np.int64)
             profile = Profile(history, np.ones(len(history), np.float32), seen=set(history.tolist()))
             signals = user_signals(profile, index, held_out, config)
-            pool = candidates(profile, signals, index, held_out, config)
+            pool = candidates(profile, signals, index, held_out, config, cold_pool)
             if target not in pool:
                 # Only targets the candidate stage finds: a target added by hand would be the one candidate
                 # that was not retrieved, and the ranker would learn "unlike the history" as its signature.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from apps.recommender.cold import ColdPool
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import ItemIndex
 
@@ -37,10 +38,12 @@ class RankingConfig:
     recency_decay: float = 0.8      # weight of a history item = decay ** age (age 0 = newest)
     per_source: int = 100           # candidates from each FAISS query and each item-kNN list
     popular: int = 50               # popular candidates (when an interaction log exists)
-    seed_items: int = 3             # the newest history items each get their own FAISS query
+    seed_items: int = 3             # the newest history items each get their own FAISS query ...
+    seed_per_source: int = 30       # ... for this many neighbours (an HNSW query costs ~ max(k, efSearch))
     cold_below: float = 5.0         # items with fewer interactions count as cold (new or niche)
     cold_slots: int = 1             # of every k results, up to this many (at most k // 3) go to cold items
-    cold_search: int = 300          # with cold slots: neighbours of the profile searched for cold items
+    cold_search: int = 100          # with cold slots: the cold items nearest the profile (see apps.recommender.cold)
+    cold_pool_max: int = 5_000      # the cold channel scans the newest this many cold items exactly
     filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
 
 
@@ -92,8 +95,7 @@ def user_signals(profile: Profile, index: ItemIndex, stats: InteractionStats, co
         all_vectors = index.vectors(profile.keys)
         mean_vector = _normalise((all_vectors * profile.weights[:, None]).sum(axis=0))
         profile_vector = _normalise((recent_vectors * weights[:, None]).sum(axis=0))
-    cooc_recent = stats.cooccurrence(recent, weights)
-    cooc_all = stats.cooccurrence(profile.keys, profile.weights)
+    cooc_recent, cooc_all = stats.cooccurrence_pair(recent, weights, profile.keys, profile.weights)
     if len(profile.keys):
         cooc_all = cooc_all / float(profile.weights.sum())
     return UserSignals(recent, weights, recent_vectors, mean_vector, profile_vector, cooc_recent, cooc_all)
@@ -110,29 +112,33 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
 
 
 def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: InteractionStats,
-               config: RankingConfig) -> np.ndarray:
-    """Unique candidate keys (live in the index, not seen)."""
+               config: RankingConfig, cold_pool: ColdPool | None = None) -> np.ndarray:
+    """Unique candidate keys (live in the index, not seen), ascending.
+
+    All ANN queries go to FAISS as one batch. ``cold_pool`` (with an interaction log and cold
+    slots) adds the cold items nearest the profile, which the other lists rarely reach.
+    """
     queries = [v for v in (signals.profile_vector, profile.query_vector) if v is not None]
-    queries += list(signals.recent_vectors[-config.seed_items:])
+    seeds = signals.recent_vectors[-config.seed_items:] if config.seed_items else signals.recent_vectors[:0]
     found = []
-    if queries and len(index):
-        _, keys = index.search(np.stack(queries), config.per_source)
-        found.append(keys.ravel())
+    if len(index):
+        for batch, n in ((queries, config.per_source), (seeds, config.seed_per_source)):
+            if len(batch) and n > 0:
+                _, keys = index.search(np.stack(list(batch)), n)
+                found.append(keys.ravel())
     if not stats.empty:
         found += [_top(signals.cooc_recent, config.per_source), _top(signals.cooc_all, config.per_source),
                   stats.top_popular(config.popular)]
-        if config.cold_slots and len(index) and (signals.profile_vector is not None or
-                                                 profile.query_vector is not None):
-            # cold items rarely make the lists above; look further down the text neighbours for them
-            seed = signals.profile_vector if signals.profile_vector is not None else profile.query_vector
-            _, near = index.search(seed[None, :], config.cold_search)
-            near = near[0][near[0] >= 0]
-            found.append(near[stats.popularity(near) < config.cold_below])
+        seed = signals.profile_vector if signals.profile_vector is not None else profile.query_vector
+        if config.cold_slots and cold_pool is not None and seed is not None:
+            found.append(cold_pool.search(seed, config.cold_search))
     if not found:
         return np.zeros(0, dtype=np.int64)
     keys = np.unique(np.concatenate(found))
-    keep = [k for k in keys.tolist() if k >= 0 and k not in profile.seen and index.has(k)]
-    return np.asarray(keep, dtype=np.int64)
+    keys = keys[index.has_many(keys)]
+    if profile.seen:
+        keys = keys[~np.isin(keys, np.fromiter(profile.seen, np.int64, len(profile.seen)))]
+    return keys
 
 
 def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: ItemIndex,

@@ -28,6 +28,7 @@ import numpy as np
 import threadpoolctl
 
 from apps.recommender.catalog import Catalog, Interaction
+from apps.recommender.cold import ColdPoolCache
 from apps.recommender.config import RecommenderConfig
 from apps.recommender.diversity import mmr
 from apps.recommender.encoders import TextEncoder, load_encoder
@@ -89,6 +90,7 @@ class Recommender:
         self._ranker = LinearRanker.fixed()
         self._cold_ranker = LinearRanker.fixed(COLD_WEIGHTS)
         self._unsaved = 0
+        self._cold_pools = ColdPoolCache(config.ranking.cold_below, config.ranking.cold_pool_max)
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -322,13 +324,13 @@ class Recommender:
         cfg = self.config.ranking
         stats = self._stats
         signals = user_signals(profile, index, stats, cfg)
-        pool = candidates(profile, signals, index, stats, cfg)
+        cold_pool = self._cold_pools.get(index, stats) if cfg.cold_slots and not stats.empty else None
+        pool = candidates(profile, signals, index, stats, cfg, cold_pool)
         items = self._items
         if filters.restrictive:
             pool = np.array([key for key in pool.tolist() if key in items and filters.allows(items[key])],
                             dtype=np.int64)
-        else:  # an item deleted while this request ran is dropped here
-            pool = np.array([key for key in pool.tolist() if key in items], dtype=np.int64)
+        # (an item deleted while this request runs is dropped when the results are explained)
         if filters.restrictive and len(pool) < k * self.config.mmr_pool:
             extra = [key for key, item in list(self._items.items())[:cfg.filtered_scan_limit]
                      if key not in profile.seen and filters.allows(item) and index.has(key)]
