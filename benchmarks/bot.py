@@ -54,6 +54,7 @@ from core.registry import ModelNotFoundError, Registry
 log = logging.getLogger("benchmarks.bot")
 OUTPUT = datasets.REPO_ROOT / "var" / "bench" / "bot.json"
 PARTS = ("retrieval", "intents", "diet")
+RERANK_WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # re-ranker shares tried on dev (the rest of the score: cosine)
 TOKEN = re.compile(r"\w+")
 
 
@@ -96,16 +97,34 @@ def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict:
             "mrr10": round(found["mrr@10"], 4), "queries": found["queries"]}
 
 
-def rerank_scores(reranker, documents, queries: list[str], first: np.ndarray, top: int = 5) -> np.ndarray:
-    """Re-score each query's ``top`` documents with the cross-encoder; the rest keep their order below them."""
+def rerank_candidates(reranker, documents, queries: list[str], first: np.ndarray,
+                      top: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The cross-encoder's scores of each query's ``top`` documents by ``first``.
+
+    Returns (order, scores), both (queries, top): the candidates' document indices and their scores.
+    """
     text = {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
-    order = np.argsort(-first, axis=1)[:, :top]  # (queries, top)
+    order = np.argsort(-first, axis=1, kind="stable")[:, :top]  # (queries, top)
     pairs = [(q, text[int(d)]) for q, row in zip(queries, order, strict=True) for d in row]
     flat = reranker.model.predict(pairs, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
-    scores = first - 1e3  # below every re-ranked candidate, same order
-    for row, candidates in enumerate(order):
-        scores[row, candidates] = flat[row * top:(row + 1) * top]
+    return order, np.asarray(flat, dtype=np.float32).reshape(len(queries), order.shape[1])
+
+
+def fuse(first: np.ndarray, order: np.ndarray, rerank: np.ndarray, weight: float) -> np.ndarray:
+    """Re-ranked scores: candidates get ``weight * rerank + (1 - weight) * first`` (as the bot's Retriever
+    does); the other documents keep their order below every candidate."""
+    scores = first - 1e3
+    rows = np.arange(len(first))[:, None]
+    scores[rows, order] = weight * rerank + (1 - weight) * first[rows, order]
     return scores
+
+
+def pick_rerank_weight(first: np.ndarray, order: np.ndarray, rerank: np.ndarray, relevant: list[set[int]],
+                       weights: tuple[float, ...]) -> tuple[float, dict]:
+    """The re-ranker's share with the best dev (Hit@1, MRR@10); ties go to the larger share."""
+    table = {w: metrics(fuse(first, order, rerank, w), relevant) for w in weights}
+    best = max(sorted(table, reverse=True), key=lambda w: (table[w]["hit1"], table[w]["mrr10"]))
+    return best, {str(w): {"hit1": m["hit1"], "mrr10": m["mrr10"]} for w, m in table.items()}
 
 
 def suggest_thresholds(best: np.ndarray, correct: np.ndarray, answer_precision: float = 0.95,
@@ -196,15 +215,21 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
             dev_scores[name] = doc_scores(index, embedder.encode(dev.texts), doc_ids)
             results[name] = metrics(final_scores[name], relevant)
             log.info("%s: %s", name, results[name])
+    dev_relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in dev.labels]
+    weight, weight_table = None, None
     if reranker_path is not None:
         reranker = Reranker.load(reranker_path)
-        final_scores["finetuned_rerank"] = rerank_scores(reranker, documents, test.texts, final_scores["finetuned"],
-                                                         args.rerank_top)
-        dev_scores["finetuned_rerank"] = rerank_scores(reranker, documents, dev.texts, dev_scores["finetuned"],
-                                                       args.rerank_top)
+        dev_order, dev_rerank = rerank_candidates(reranker, documents, dev.texts, dev_scores["finetuned"],
+                                                  args.rerank_top)
+        weights = (args.rerank_weight,) if args.rerank_weight is not None else RERANK_WEIGHTS
+        weight, weight_table = pick_rerank_weight(dev_scores["finetuned"], dev_order, dev_rerank, dev_relevant,
+                                                  weights)
+        log.info("re-ranker share %s (dev: %s)", weight, weight_table)
+        dev_scores["finetuned_rerank"] = fuse(dev_scores["finetuned"], dev_order, dev_rerank, weight)
+        order, rerank = rerank_candidates(reranker, documents, test.texts, final_scores["finetuned"], args.rerank_top)
+        final_scores["finetuned_rerank"] = fuse(final_scores["finetuned"], order, rerank, weight)
         results["finetuned_rerank"] = metrics(final_scores["finetuned_rerank"], relevant)
         log.info("finetuned_rerank: %s", results["finetuned_rerank"])
-    dev_relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in dev.labels]
     thresholds, dev_results = {}, {}
     for name, scores in dev_scores.items():
         top = scores.argmax(axis=1)
@@ -212,12 +237,13 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
         thresholds[name] = suggest_thresholds(scores.max(axis=1), correct)
         dev_results[name] = metrics(scores, dev_relevant)
     promotions = promote_if_better(registry, dev_results, embedder_path, reranker_path)
-    recorded = record_retrieval_thresholds(registry, thresholds, embedder_path, reranker_path, len(dev))
+    recorded = record_retrieval_thresholds(registry, thresholds, embedder_path, reranker_path, len(dev), weight)
     return {"retrieval": results, "retrieval_dev": dev_results, "retrieval_dev_thresholds": thresholds,
             "retrieval_promotions": promotions, "retrieval_thresholds_recorded": recorded,
             "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
                                 "embedder": str(embedder_path), "reranker": str(reranker_path),
-                                "rerank_top": args.rerank_top, "max_seq_length": args.max_seq_length,
+                                "rerank_top": args.rerank_top, "rerank_weight": weight,
+                                "rerank_weight_dev": weight_table, "max_seq_length": args.max_seq_length,
                                 "seconds": round(time.monotonic() - started, 1)}}
 
 
@@ -246,7 +272,7 @@ def promote_if_better(registry: Registry, dev: dict, embedder_path: Path, rerank
 
 
 def record_retrieval_thresholds(registry: Registry, thresholds: dict, embedder_path: Path,
-                                reranker_path: Path | None, dev_queries: int) -> dict | None:
+                                reranker_path: Path | None, dev_queries: int, weight: float | None) -> dict | None:
     """Store the dev-tuned answer/clarify thresholds for the models the bot now runs in production.
 
     Only when the production embedder is the one just evaluated; with the re-ranker's scale when
@@ -268,7 +294,8 @@ def record_retrieval_thresholds(registry: Registry, thresholds: dict, embedder_p
         log.warning("thresholds not recorded: no %s threshold reaches its dev precision: %s", method, tuned)
         return None
     return record_retrieval(tuned_path(), str(embedder_path), reranker, answer=tuned["answer"],
-                            clarify=min(tuned["clarify"], tuned["answer"]), method=method, dev_queries=dev_queries,
+                            clarify=min(tuned["clarify"], tuned["answer"]),
+                            rerank_weight=weight if reranker else 1.0, method=method, dev_queries=dev_queries,
                             answer_coverage=tuned["answer_coverage"], clarify_coverage=tuned["clarify_coverage"],
                             source="make bench-bot (retrieval): lowest dev scores with >= 95% / 80% right")
 
@@ -469,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="train utterances for the re-ranker (default 2000: 4 cross-encoder rows each)")
     parser.add_argument("--rerank-top", type=int, default=5,
                         help="candidates the re-ranker re-scores (default 5, as the bot does)")
+    parser.add_argument("--rerank-weight", type=float,
+                        help="re-ranker share of the final score, the rest the embedder's cosine (default: the best of "
+                             f"{', '.join(map(str, RERANK_WEIGHTS))} on dev)")
     parser.add_argument("--max-seq-length", type=int, default=64,
                         help="embedder tokens per text (the re-ranker reads twice as many; default 64)")
     parser.add_argument("--reuse-models", action="store_true",

@@ -1,7 +1,8 @@
 """Answer a customer's question from the knowledge base: retrieve, re-rank, decide, cite.
 
-The decision uses the final score of the best passage (the re-ranker's (0, 1) relevance when a
-re-ranker is configured, else the embedder's cosine similarity):
+The decision uses the final score of the best passage (when a re-ranker is configured, its (0, 1)
+relevance blended with the embedder's cosine, ``rerank_weight * rerank + (1 - rerank_weight) *
+cosine``, the weight picked on dev by ``make bench-bot``; else the embedder's cosine similarity):
 
 * ``answer``  (score >= ``answer_threshold``): quote the passage and cite its title;
 * ``clarify`` (``clarify_threshold`` <= score < ``answer_threshold``): ask which of the top
@@ -45,6 +46,7 @@ class RetrievalConfig:
     top_k: int = 5                 # passages returned with an answer (>= 1)
     candidates: int = 5            # passages the re-ranker reads (>= top_k); its cost grows linearly
     use_reranker: bool = True      # re-rank when a re-ranker is loaded
+    rerank_weight: float = 1.0     # (0, 1]: share of the re-ranker in the final score (the rest: cosine)
     cosine: Thresholds = field(default_factory=lambda: Thresholds(answer=0.55, clarify=0.40))
     rerank: Thresholds = field(default_factory=lambda: Thresholds(answer=0.50, clarify=0.20))
     clarify_options: int = 2       # titles offered in a clarifying question
@@ -53,12 +55,14 @@ class RetrievalConfig:
     def __post_init__(self) -> None:
         if self.top_k < 1 or self.candidates < self.top_k:
             raise ValueError(f"top_k={self.top_k}, candidates={self.candidates}; expected 1 <= top_k <= candidates")
+        if not 0.0 < self.rerank_weight <= 1.0:
+            raise ValueError(f"rerank_weight={self.rerank_weight}; expected a share in (0, 1]")
 
 
 @dataclass(frozen=True)
 class Hit:
     chunk: Chunk
-    score: float                   # the final score (re-ranker's when re-ranked, else cosine)
+    score: float                   # the final score (re-ranker's blended with cosine when re-ranked, else cosine)
     cosine: float
     rerank: float | None = None
 
@@ -142,7 +146,9 @@ class Retriever:
         hits = [Hit(chunk, cosine, cosine) for chunk, cosine in found]
         if reranking and hits:
             scores = self.reranker.score(query, [hit.chunk.indexed_text for hit in hits])
-            hits = [Hit(hit.chunk, float(s), hit.cosine, float(s)) for hit, s in zip(hits, scores, strict=True)]
+            w = cfg.rerank_weight
+            hits = [Hit(hit.chunk, w * float(s) + (1 - w) * hit.cosine, hit.cosine, float(s))
+                    for hit, s in zip(hits, scores, strict=True)]
             hits.sort(key=lambda hit: -hit.score)
         return hits[:k]
 

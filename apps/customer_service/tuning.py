@@ -13,8 +13,8 @@ Format::
     {"intent_fallback": {"model": "/.../intent-banking77/v2", "threshold": 0.517, "precision": 0.95,
                          "coverage": 0.9655, "dev_queries": 1540, "tuned_at": "..."},
      "retrieval": {"embedder": "/.../kb-embedder/v1", "reranker": "/.../kb-reranker/v1" | null,
-                   "answer": 0.61, "clarify": 0.12, "answer_coverage": ..., "clarify_coverage": ...,
-                   "dev_queries": 1000, "tuned_at": "..."}}
+                   "answer": 0.61, "clarify": 0.12, "rerank_weight": 0.75, "answer_coverage": ...,
+                   "clarify_coverage": ..., "dev_queries": 1000, "tuned_at": "..."}}
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apps.customer_service.retrieval import Thresholds
+from apps.customer_service.retrieval import RetrievalConfig, Thresholds
 from core.atomic import atomic_write_text
 
 if TYPE_CHECKING:
@@ -82,12 +82,14 @@ def record_intent_fallback(path: Path, model: str, threshold: float, **details) 
 
 
 def record_retrieval(path: Path, embedder: str, reranker: str | None, answer: float, clarify: float,
-                     **details) -> dict:
-    """Store the answer/clarify thresholds tuned on dev for this embedder (+ re-ranker)."""
+                     rerank_weight: float = 1.0, **details) -> dict:
+    """Store the answer/clarify thresholds (and the re-ranker's share) tuned on dev for this embedder (+ re-ranker)."""
     Thresholds(answer=answer, clarify=clarify)  # validates clarify <= answer
+    RetrievalConfig(rerank_weight=rerank_weight)  # validates the share
     return _write_entry(path, "retrieval", {"embedder": str(embedder), "reranker": None if reranker is None
                                             else str(reranker), "answer": round(float(answer), 4),
-                                            "clarify": round(float(clarify), 4), **details})
+                                            "clarify": round(float(clarify), 4),
+                                            "rerank_weight": round(float(rerank_weight), 4), **details})
 
 
 def apply_tuned(settings: BotSettings, path: Path) -> BotSettings:
@@ -103,7 +105,8 @@ def apply_tuned(settings: BotSettings, path: Path) -> BotSettings:
             and same_model(entry.get("reranker"), settings.reranker)):
         scale = "rerank" if settings.reranker else "cosine"
         tuned = Thresholds(answer=float(entry["answer"]), clarify=float(entry["clarify"]))
-        settings = replace(settings, retrieval=replace(settings.retrieval, **{scale: tuned}))
+        weight = float(entry.get("rerank_weight", 1.0)) if settings.reranker else settings.retrieval.rerank_weight
+        settings = replace(settings, retrieval=replace(settings.retrieval, rerank_weight=weight, **{scale: tuned}))
         sources["retrieval"] = f"tuned on dev ({path}, {entry.get('tuned_at', '?')})"
     return replace(settings, threshold_sources=sources)
 
