@@ -143,44 +143,59 @@ def suggest_thresholds(best: np.ndarray, correct: np.ndarray, answer_precision: 
     return result
 
 
-def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, Path | None]:
-    """Fine-tune the embedder (and the re-ranker) on train utterances -> their KB passage; register both."""
+def kb_pairs(split, passage: dict[str, str], limit: int | None, name: str, seed: int = 13):
+    """(utterance, its intent's KB passage) pairs with labels; a seeded subsample of ``limit`` utterances."""
+    rows = list(zip(split.texts, split.labels, strict=True))
+    if limit and len(rows) > limit:
+        rows = random.Random(seed).sample(rows, limit)
+    return make_pairs([t for t, _ in rows], [passage[y] for _, y in rows], labels=[y for _, y in rows], source=name)
+
+
+def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, Path | None, dict]:
+    """Fine-tune the embedder (and the re-ranker) on train utterances -> their KB passage; register both.
+
+    With ``--reuse-embedder`` the latest registered embedder is kept and only the re-ranker trains.
+    Returns the two artifact paths and what the training used (pairs, seconds).
+    """
     from core.finetune.embedder import EmbedderTrainingConfig, train_embedder
     from core.finetune.reranker import RerankerTrainingConfig, train_reranker
 
     passage = {doc.intent: f"{doc.title}. {' '.join(doc.body.split())}" for doc in documents if doc.intent}
-    rng = random.Random(13)
-
-    def pairs(split, limit: int | None, name: str):
-        rows = list(zip(split.texts, split.labels, strict=True))
-        if limit and len(rows) > limit:
-            rows = rng.sample(rows, limit)
-        return make_pairs([t for t, _ in rows], [passage[y] for _, y in rows], labels=[y for _, y in rows],
-                          source=name)
-
     train_file = datasets.datasets_dir() / "banking77" / "train.csv"
-    dev = pairs(splits["dev"], args.dev_limit, "banking77/dev")
-    embedder_config = EmbedderTrainingConfig(epochs=args.embedder_epochs, batch_size=32, learning_rate=3e-5,
-                                             max_seq_length=args.max_seq_length, progress=args.progress)
-    trained = train_embedder(embedder_config, pairs(splits["train"], args.train_limit, "banking77/train"), dev)
-    card = trained.card(EMBEDDER_NAME, [data_record(train_file, "train", len(splits["train"])),
-                                        data_record(train_file, "dev", len(splits["dev"]))],
-                        pairs="BANKING77 train utterance -> the knowledge-base passage of its intent")
-    embedder_path = registry.save(EMBEDDER_NAME, trained.save, card)
-    log.info("embedder: %s", embedder_path)
+    data = [data_record(train_file, "train", len(splits["train"])), data_record(train_file, "dev", len(splits["dev"]))]
+    used: dict = {}
+    if args.reuse_embedder:
+        embedder_path = registry.path(EMBEDDER_NAME, "latest")
+        used["embedder"] = f"reused {embedder_path}"
+    else:
+        embedder_config = EmbedderTrainingConfig(epochs=args.embedder_epochs, batch_size=32,
+                                                 learning_rate=args.embedder_lr, max_seq_length=args.max_seq_length,
+                                                 progress=args.progress)
+        train_pairs = kb_pairs(splits["train"], passage, args.train_limit, "banking77/train")
+        trained = train_embedder(embedder_config, train_pairs,
+                                 kb_pairs(splits["dev"], passage, args.dev_limit, "banking77/dev"))
+        card = trained.card(EMBEDDER_NAME, data,
+                            pairs="BANKING77 train utterance -> the knowledge-base passage of its intent")
+        embedder_path = registry.save(EMBEDDER_NAME, trained.save, card)
+        used["embedder"] = {"train_pairs": len(train_pairs), "epochs": args.embedder_epochs,
+                            "best_epoch": trained.best_epoch, "seconds": round(trained.train_seconds, 1)}
+        log.info("embedder: %s (%s)", embedder_path, used["embedder"])
     if args.reranker_epochs == 0:
-        return embedder_path, None
-    reranker_config = RerankerTrainingConfig(mining_model=str(embedder_path), epochs=args.reranker_epochs,
-                                             negatives_per_query=3, max_seq_length=2 * args.max_seq_length,
-                                             progress=args.progress)
-    trained = train_reranker(reranker_config, pairs(splits["train"], args.reranker_train_limit, "banking77/train"),
-                             pairs(splits["dev"], min(args.dev_limit or 200, 200), "banking77/dev"))
-    card = trained.card(RERANKER_NAME, [data_record(train_file, "train", len(splits["train"])),
-                                        data_record(train_file, "dev", len(splits["dev"]))],
-                        mining_model=str(embedder_path))
+        return embedder_path, None, used
+    base = str(embedder_path) if args.reranker_base == "finetuned" else "all-MiniLM-L6-v2"
+    reranker_config = RerankerTrainingConfig(base_model=base, mining_model=str(embedder_path),
+                                             epochs=args.reranker_epochs, negatives_per_query=3,
+                                             max_seq_length=args.reranker_max_seq_length, progress=args.progress)
+    train_pairs = kb_pairs(splits["train"], passage, args.reranker_train_limit, "banking77/train", seed=14)
+    trained = train_reranker(reranker_config, train_pairs,
+                             kb_pairs(splits["dev"], passage, min(args.dev_limit or 200, 200), "banking77/dev"))
+    card = trained.card(RERANKER_NAME, data, mining_model=str(embedder_path), base=base)
     reranker_path = registry.save(RERANKER_NAME, trained.save, card)
-    log.info("re-ranker: %s", reranker_path)
-    return embedder_path, reranker_path
+    used["reranker"] = {"train_queries": len(train_pairs), "rows": 4 * len(train_pairs), "base": base,
+                        "epochs": args.reranker_epochs, "best_epoch": trained.best_epoch,
+                        "seconds": round(trained.train_seconds, 1)}
+    log.info("re-ranker: %s (%s)", reranker_path, used["reranker"])
+    return embedder_path, reranker_path, used
 
 
 def run_retrieval(args, splits, registry: Registry) -> dict:
@@ -195,6 +210,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
     results = {"bm25": metrics(bm25_scores(documents, test.texts, doc_ids), relevant)}
     log.info("bm25: %s", results["bm25"])
 
+    used: dict = {"reused": True}
     if args.reuse_models:
         embedder_path, reranker_path = registry.path(EMBEDDER_NAME, "latest"), None
         if args.reranker_epochs > 0:
@@ -203,7 +219,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
             except ModelNotFoundError:
                 log.warning("no %s in the registry: evaluating without a re-ranker", RERANKER_NAME)
     else:
-        embedder_path, reranker_path = train_kb_models(args, splits, documents, registry)
+        embedder_path, reranker_path, used = train_kb_models(args, splits, documents, registry)
     dev = subsample(splits["dev"], args.dev_limit)
     final_scores, dev_scores = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +257,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
     return {"retrieval": results, "retrieval_dev": dev_results, "retrieval_dev_thresholds": thresholds,
             "retrieval_promotions": promotions, "retrieval_thresholds_recorded": recorded,
             "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
-                                "embedder": str(embedder_path), "reranker": str(reranker_path),
+                                "embedder": str(embedder_path), "reranker": str(reranker_path), "training": used,
                                 "rerank_top": args.rerank_top, "rerank_weight": weight,
                                 "rerank_weight_dev": weight_table, "max_seq_length": args.max_seq_length,
                                 "seconds": round(time.monotonic() - started, 1)}}
@@ -491,16 +507,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-limit", type=int, default=1000, help="dev utterances for early stopping/thresholds")
     parser.add_argument("--train-limit", type=int, help="train utterances for the embedder (default all)")
     parser.add_argument("--embedder-epochs", type=int, default=1, help="embedder fine-tuning epochs (default 1)")
+    parser.add_argument("--embedder-lr", type=float, default=3e-5, help="embedder learning rate (default 3e-5)")
+    parser.add_argument("--reuse-embedder", action="store_true",
+                        help="keep the latest registered kb-embedder and train only the re-ranker")
     parser.add_argument("--reranker-epochs", type=int, default=1, help="re-ranker epochs; 0 skips it (default 1)")
     parser.add_argument("--reranker-train-limit", type=int, default=2000,
                         help="train utterances for the re-ranker (default 2000: 4 cross-encoder rows each)")
+    parser.add_argument("--reranker-base", choices=["base", "finetuned"], default="finetuned",
+                        help="encoder the re-ranker starts from: base MiniLM or the fine-tuned embedder (default)")
+    parser.add_argument("--reranker-max-seq-length", type=int, default=128,
+                        help="re-ranker tokens per (query, passage) pair (default 128)")
     parser.add_argument("--rerank-top", type=int, default=5,
                         help="candidates the re-ranker re-scores (default 5, as the bot does)")
     parser.add_argument("--rerank-weight", type=float,
                         help="re-ranker share of the final score, the rest the embedder's cosine (default: the best of "
                              f"{', '.join(map(str, RERANK_WEIGHTS))} on dev)")
     parser.add_argument("--max-seq-length", type=int, default=64,
-                        help="embedder tokens per text (the re-ranker reads twice as many; default 64)")
+                        help="embedder tokens per text (default 64)")
     parser.add_argument("--reuse-models", action="store_true",
                         help="evaluate the latest registered kb-embedder/kb-reranker (none with --reranker-epochs 0) "
                              "instead of training")
