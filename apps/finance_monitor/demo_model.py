@@ -16,7 +16,6 @@ from pathlib import Path
 from apps.finance_monitor.settings import DEMO_DIR
 from core.artifacts import ModelCard, data_record
 from core.data.labelled import LabelledTexts, load_labelled
-from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
 from core.registry import ModelNotFoundError, Registry
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,9 @@ def train_demo_model(registry: Registry, name: str = "finance-sentiment", data_p
                      epochs: int = 2, max_rows: int | None = None, device: str | None = None,
                      progress: bool = True) -> DemoModelResult:
     """Fine-tune MiniLM on the demo sentences, save it as a new version of ``name``, promote if none is."""
+    # imported here: the stream process (`run --ensure-model`) should not carry the training stack
+    from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
+
     data = load_labelled(data_path)
     if max_rows is not None:
         data = LabelledTexts(data.texts[:max_rows], data.labels[:max_rows], data.source)

@@ -27,10 +27,12 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
+from core.batching import collate, length_batches
 from core.calibration import fit_temperature, softmax
 from core.classifier_model import PooledClassifier
 from core.data.labelled import LabelledTexts, label_space
 from core.device import pick_device
+from core.inference.logits import predict_logits
 from core.metrics import classification_metrics
 from core.model_refs import resolve_model
 
@@ -110,41 +112,6 @@ def _seed_everything(seed: int) -> None:
 
 def _encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-
-
-def _batches(lengths: list[int], batch_size: int, rng: random.Random, shuffle: bool) -> list[list[int]]:
-    """Index batches; when shuffling, sort within chunks of 50 batches so padding stays small."""
-    order = list(range(len(lengths)))
-    if not shuffle:
-        order.sort(key=lambda i: lengths[i])
-        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(order)
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start:start + chunk], key=lambda i: lengths[i])
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def _collate(tokenizer, ids: list[list[int]], index: list[int], device: torch.device) -> dict[str, torch.Tensor]:
-    padded = tokenizer.pad({"input_ids": [ids[i] for i in index]}, return_tensors="pt")
-    return {k: v.to(device) for k, v in padded.items()}
-
-
-@torch.no_grad()
-def predict_logits(model: PooledClassifier, tokenizer, ids: list[list[int]], batch_size: int,
-                   device: torch.device, autocast, features: bool = False) -> np.ndarray:
-    """Logits (n, classes) — or pooled features (n, hidden) — in the input order."""
-    model.eval()
-    out = np.zeros((len(ids), model.encoder.config.hidden_size if features else len(model.labels)), np.float32)
-    for index in _batches([len(x) for x in ids], batch_size, random.Random(0), shuffle=False):
-        batch = _collate(tokenizer, ids, index, device)
-        with autocast():
-            values = model.embed(**batch) if features else model(**batch)
-        out[index] = values.float().cpu().numpy()
-    return out
 
 
 def _probe_head(model: PooledClassifier, features: np.ndarray, labels: np.ndarray) -> float:
@@ -241,7 +208,7 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     seen = 0
     for epoch in range(1, config.epochs + 1):
         model.train()
-        batches = _batches([len(x) for x in train_ids], config.batch_size, rng, shuffle=True)
+        batches = length_batches([len(x) for x in train_ids], config.batch_size, rng, shuffle=True)
         # each process of a distributed run takes every world_size-th batch; all take the same
         # number (DDP all-reduces every step, so an extra step on one process would hang the others)
         if accelerator.num_processes > 1:
@@ -252,7 +219,7 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
                    or not accelerator.is_local_main_process, leave=False)
         for index in bar:
             with accelerator.accumulate(model):
-                batch = _collate(tokenizer, train_ids, index, device)
+                batch = collate(tokenizer, train_ids, index, device)
                 target = torch.as_tensor(y_train[index], device=device)
                 with accelerator.autocast():
                     loss = loss_fn(model(**batch).float(), target)

@@ -11,7 +11,7 @@ import numpy as np
 from core.calibration import softmax
 from core.classifier_model import CONFIG_FILE, ENCODER_DIR, HEAD_FILE, PooledClassifier
 from core.device import pick_device
-from core.finetune.classifier import predict_logits
+from core.inference.logits import predict_logits
 
 
 class ClassifierLoadError(ValueError):
