@@ -82,11 +82,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_actions(args: argparse.Namespace) -> int:
     from apps.customer_service.action_server import serve
+    from apps.customer_service.ingest import ingest, stale_reason
 
     settings = _settings(args)
-    if not settings.index_dir.joinpath("card.json").is_file():
-        from apps.customer_service.ingest import ingest
-
+    reason = stale_reason(settings.kb_dir, settings.index_dir, settings.embedder)
+    if reason:
+        logging.getLogger("apps.customer_service").warning("re-ingesting the knowledge base: %s", reason)
         ingest(settings.kb_dir, settings.index_dir, settings.embedder)
     serve(settings)
     return 0

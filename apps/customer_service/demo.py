@@ -29,10 +29,11 @@ SCRIPT = (
 
 
 def run_demo(settings: BotSettings, print_fn=print) -> None:
-    if not (settings.index_dir / "card.json").is_file():
-        from apps.customer_service.ingest import ingest
+    from apps.customer_service.ingest import ingest, stale_reason
 
-        print_fn(f"ingesting the knowledge base with {settings.embedder} ...")
+    reason = stale_reason(settings.kb_dir, settings.index_dir, settings.embedder)
+    if reason:
+        print_fn(f"ingesting the knowledge base with {settings.embedder} ({reason}) ...")
         ingest(settings.kb_dir, settings.index_dir, settings.embedder)
     if needs_training(settings, assemble(settings)):
         print_fn("training the Rasa model (about a minute) ...")

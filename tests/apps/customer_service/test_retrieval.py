@@ -113,3 +113,16 @@ def test_index_holder_swaps_to_a_new_build_and_survives_a_bad_one(tmp_path: Path
         KbIndex.load(live)
     with pytest.raises(KbIndexError, match="cannot load"):
         IndexHolder(tmp_path / "missing").get()
+
+
+def test_stale_index_is_noticed(tmp_path: Path, small_index_dir: Path) -> None:
+    from apps.customer_service.ingest import stale_reason
+
+    kb = small_index_dir.parent / "kb"
+    assert stale_reason(kb, small_index_dir, "all-MiniLM-L6-v2") is None
+    assert "embedded with all-MiniLM-L6-v2, the bot now uses /models/kb-embedder/v2" in stale_reason(
+        kb, small_index_dir, "/models/kb-embedder/v2")
+    edited = SMALL_KB["general/fees.md"].replace("5 GBP each", "6 GBP each")
+    changed = write_kb(tmp_path / "kb", {**SMALL_KB, "general/fees.md": edited})
+    assert "changed since the index was built" in stale_reason(changed, small_index_dir, "all-MiniLM-L6-v2")
+    assert "no readable index" in stale_reason(kb, tmp_path / "missing", "all-MiniLM-L6-v2")
