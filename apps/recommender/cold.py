@@ -31,6 +31,7 @@ class ColdPool:
 
     keys: np.ndarray
     matrix: np.ndarray
+    unseen: np.ndarray  # (c,) bool: nobody has interacted with the item yet
     index_id: int
     index_seq: int
     stats_id: int
@@ -41,19 +42,30 @@ class ColdPool:
         keys = np.sort(index.all_keys())
         keys = keys[stats.popularity(keys) < cold_below][-limit:] if limit > 0 else keys[:0]
         matrix = index.vectors(keys) if len(keys) else np.zeros((0, index.dim), np.float32)
-        return cls(keys, matrix, id(index), seq, id(stats))
+        return cls(keys, matrix, stats.popularity(keys) == 0, id(index), seq, id(stats))
 
     def fits(self, index: ItemIndex, stats: InteractionStats) -> bool:
         return self.index_id == id(index) and self.index_seq == index.seq and self.stats_id == id(stats)
 
-    def search(self, vector: np.ndarray, n: int) -> np.ndarray:
-        """Keys of the ``n`` cold items most similar to ``vector`` (dim,), unordered."""
-        if n <= 0 or not len(self.keys):
+    def search(self, vector: np.ndarray, n: int, n_unseen: int = 0) -> np.ndarray:
+        """Keys of the ``n`` cold items most similar to ``vector`` (dim,), plus the ``n_unseen`` most similar
+        items nobody has interacted with yet (brand-new items are few and would drown among the niche ones).
+        Unordered, may repeat."""
+        if not len(self.keys) or (n <= 0 and n_unseen <= 0):
             return np.zeros(0, dtype=np.int64)
         scores = self.matrix @ np.asarray(vector, dtype=np.float32)  # (c,)
-        if len(scores) <= n:
-            return self.keys.copy()
-        return self.keys[np.argpartition(-scores, n - 1)[:n]]
+        found = [_best(self.keys, scores, n)]
+        if n_unseen > 0 and self.unseen.any():
+            found.append(_best(self.keys[self.unseen], scores[self.unseen], n_unseen))
+        return np.concatenate(found)
+
+
+def _best(keys: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    if n <= 0:
+        return keys[:0]
+    if len(keys) <= n:
+        return keys.copy()
+    return keys[np.argpartition(-scores, n - 1)[:n]]
 
 
 class ColdPoolCache:

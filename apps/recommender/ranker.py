@@ -27,10 +27,14 @@ from core.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-COLD_WEIGHTS = {"text_recent": 1.0, "text_max": 0.3, "text_mean": 0.2, "query": 1.5, "cooc_recent": 0.5,
-                "cooc_all": 0.2, "popularity": 0.1, "freshness": 0.0, "cold_text": 0.0}
+# The cold slots' ranker when too few cold targets exist to learn one: text similarity to the recent history
+# (or the query), and a small lead for items nobody has tried yet. Picked on the MovieLens dev item (see
+# benchmarks/recommender.py --eval-split dev): the co-occurrence and popularity terms of cold items are
+# counts of 1-4 and only added noise.
+COLD_WEIGHTS = {"text_recent": 1.0, "text_max": 0.0, "text_mean": 0.0, "query": 1.5, "cooc_recent": 0.0,
+                "cooc_all": 0.0, "popularity": 0.0, "freshness": 0.0, "cold_text": 0.0, "unseen": 0.05}
 FIXED_WEIGHTS = {"text_recent": 1.0, "text_max": 0.5, "text_mean": 0.3, "query": 1.5, "cooc_recent": 1.0,
-                 "cooc_all": 0.5, "popularity": 0.15, "freshness": 0.02, "cold_text": 0.0}
+                 "cooc_all": 0.5, "popularity": 0.15, "freshness": 0.02, "cold_text": 0.0, "unseen": 0.0}
 
 
 @dataclass

@@ -27,6 +27,7 @@ FEATURES = (
     "popularity",    # log(1 + interactions) / log(1 + max interactions)
     "freshness",     # catalog order of the item: 0 oldest .. 1 newest
     "cold_text",     # text_recent for items with few interactions (text is all a cold item has)
+    "unseen",        # 1 for an item nobody has interacted with yet: new in the catalog
 )
 
 
@@ -41,8 +42,9 @@ class RankingConfig:
     seed_items: int = 3             # the newest history items each get their own FAISS query ...
     seed_per_source: int = 30       # ... for this many neighbours (an HNSW query costs ~ max(k, efSearch))
     cold_below: float = 5.0         # items with fewer interactions count as cold (new or niche)
-    cold_slots: int = 1             # of every k results, up to this many (at most k // 3) go to cold items
+    cold_slots: int = 2             # of every k results, up to this many (at most k // 3) go to cold items
     cold_search: int = 100          # with cold slots: the cold items nearest the profile (see apps.recommender.cold)
+    new_search: int = 60            # ... and the items nobody has interacted with yet nearest the profile
     cold_pool_max: int = 5_000      # the cold channel scans the newest this many cold items exactly
     filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
 
@@ -131,7 +133,7 @@ def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: 
                   stats.top_popular(config.popular)]
         seed = signals.profile_vector if signals.profile_vector is not None else profile.query_vector
         if config.cold_slots and cold_pool is not None and seed is not None:
-            found.append(cold_pool.search(seed, config.cold_search))
+            found.append(cold_pool.search(seed, config.cold_search, config.new_search))
     if not found:
         return np.zeros(0, dtype=np.int64)
     keys = np.unique(np.concatenate(found))
@@ -165,4 +167,5 @@ def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: It
     out[:, 6] = np.log1p(counts) / np.log1p(top) if top > 0 else 0.0
     out[:, 7] = keys / float(max(max_key, 1))
     out[:, 8] = np.where(counts < config.cold_below, out[:, 0], 0.0)
+    out[:, 9] = counts == 0
     return out, vectors
