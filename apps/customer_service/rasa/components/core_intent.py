@@ -5,7 +5,11 @@ project's process and this component calls it over HTTP (``POST /intents`` on th
 ``CS_INTENTS_URL`` or the ``url`` option). Standard library only.
 
 * Small talk that Rasa's own classifier is sure about (``keep_intents`` at ``keep_threshold`` or
-  above) is left alone; every other message gets core's intent and ranking.
+  above) is left alone unless core's model is even surer of a banking intent (``override_threshold``:
+  Rasa's small classifier calls "Can you tell me the foreign exchange rate?" out of scope, core's
+  model says exchange_rate at 0.99; on the project's own small-talk examples core's confidence
+  stays below 0.86, e.g. "goodbye" -> terminate_account 0.857). Every other message gets core's
+  intent and ranking. If the action server is down, confident small talk still gets its intent.
 * An empty or whitespace-only message gets the intent ``empty_message`` (the bot asks for text).
 * If the action server does not answer, the message's intent becomes ``service_unavailable`` (a
   rule makes the bot say so and how to reach a person) instead of the bot going silent later,
@@ -46,6 +50,7 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
             "ranking_length": 10,
             "keep_intents": [],                      # Rasa's own intents that win when confident
             "keep_threshold": 0.5,
+            "override_threshold": 0.95,               # core's confidence that overrides confident small talk
             "unavailable_intent": UNAVAILABLE,
         }
 
@@ -69,11 +74,13 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
             text = message.get(TEXT)
             if isinstance(text, str) and not text.strip():
                 self._set(message, [{INTENT_NAME_KEY: EMPTY, PREDICTED_CONFIDENCE_KEY: 1.0}])
-        todo = [m for m in messages if isinstance(m.get(TEXT), str) and m.get(TEXT).strip() and not self._kept(m)]
+        todo = [m for m in messages if isinstance(m.get(TEXT), str) and m.get(TEXT).strip()]
         if not todo:
             return messages
         rankings = self._ask([m.get(TEXT) for m in todo])
         for message, ranking in zip(todo, rankings or [None] * len(todo), strict=True):
+            if self._kept(message) and not self._overrides(ranking):
+                continue  # confident small talk (also when the intent service is down)
             if ranking is None:
                 self._set(message, [{INTENT_NAME_KEY: self.component_config["unavailable_intent"],
                                      PREDICTED_CONFIDENCE_KEY: 1.0}])
@@ -81,6 +88,10 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
                 self._set(message, [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])}
                                     for r in ranking])
         return messages
+
+    def _overrides(self, ranking: Optional[List[Dict[Text, Any]]]) -> bool:
+        """Whether core's best intent is sure enough to win over Rasa's confident small talk."""
+        return bool(ranking) and float(ranking[0]["confidence"]) >= self.component_config["override_threshold"]
 
     @staticmethod
     def _set(message: Message, ranked: List[Dict[Text, Any]]) -> None:
