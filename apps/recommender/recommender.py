@@ -338,7 +338,7 @@ class Recommender:
         if not len(pool):
             return []
         x, vectors = features(pool, profile, signals, index, stats, self._max_key, cfg)
-        scores = self._ranker.score(x)
+        scores = main_scores = self._ranker.score(x)
         slots = min(cfg.cold_slots, k // 3) if not stats.empty else 0
         best = np.argsort(-scores, kind="stable")[: k * self.config.mmr_pool]
         picks = best[mmr(scores[best], vectors[best], k - slots, self.config.mmr_lambda)]
@@ -352,8 +352,10 @@ class Recommender:
             scores = scores.copy()
             scores[cold_picks] = cold_scores[cold_picks]
             if len(cold_picks) < slots:  # not enough cold candidates: fill from the main order
-                rest = [i for i in np.argsort(-self._ranker.score(x), kind="stable") if i not in set(picks)]
-                picks = np.concatenate([picks, rest[: slots - len(cold_picks)]]).astype(np.int64)
+                taken = np.zeros(len(pool), dtype=bool)
+                taken[picks] = taken[cold_picks] = True
+                order = np.argsort(-main_scores, kind="stable")
+                picks = np.concatenate([picks, order[~taken[order]][: slots - len(cold_picks)]]).astype(np.int64)
         picks = np.concatenate([picks, cold_picks]).astype(np.int64)
         return self._explain(pool[picks], scores[picks], vectors[picks], x[picks], profile, signals, query,
                              set(range(len(picks) - len(cold_picks), len(picks))))
