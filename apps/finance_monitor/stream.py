@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -75,14 +76,21 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: fl
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, processor: StreamProcessor) -> None:
-        self.processor = processor
+    """Queues partition changes for the stream's own thread.
+
+    kafka-python 3 calls rebalance listeners on its IO thread, concurrently with the stream's
+    loop (and blocking heartbeats and fetches while they run); the window state, the pending
+    batch and the SQLite connection belong to the loop, so the listener only hands the change over.
+    """
+
+    def __init__(self, changes: queue.SimpleQueue) -> None:
+        self.changes = changes
 
     def on_partitions_revoked(self, revoked):
-        self.processor.on_revoked(revoked)
+        self.changes.put(("revoked", list(revoked)))
 
     def on_partitions_assigned(self, assigned):
-        self.processor.on_assigned(assigned)
+        self.changes.put(("assigned", list(assigned)))
 
 
 class StreamProcessor:
@@ -97,6 +105,7 @@ class StreamProcessor:
         self.stop = threading.Event()
         self._pending: list = []
         self._rewind: dict[tuple[str, int], int] = {}  # revoked partition -> first fetched, unprocessed offset
+        self._rebalances: queue.SimpleQueue = queue.SimpleQueue()  # from the listener on kafka-python's IO thread
         self._seen_records = False
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
@@ -125,10 +134,17 @@ class StreamProcessor:
         """Restore each partition's window state and position it at the next unprocessed offset.
 
         The SQLite checkpoint is authoritative (it may be ahead of the committed offset, or moved
-        on by another processor of the group); without one, rewind to the records dropped at
-        revocation; otherwise the consumer's own position (committed offset or reset) stands.
+        on by another processor of the group); without one, rewind to the first record dropped at
+        revocation or fetched before this assignment was applied; otherwise the consumer's own
+        position (committed offset or reset) stands.
         """
         rewind, self._rewind = self._rewind, {}
+        assigned = {(tp.topic, tp.partition) for tp in partitions}
+        for record in self._pending:  # fetched from kafka-python's position before the seek below
+            key = (record.topic, record.partition)
+            if key in assigned:
+                rewind[key] = min(record.offset, rewind.get(key, record.offset))
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in assigned]
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
@@ -137,7 +153,21 @@ class StreamProcessor:
                 self.consumer.seek(tp, checkpoint)
             elif key in rewind:
                 self.consumer.seek(tp, rewind[key])
-        log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in partitions))
+        log.info("partitions assigned: %s", sorted(assigned))
+
+    def _apply_rebalances(self) -> bool:
+        """Apply the partition changes the listener queued, in order; True when there were any."""
+        applied = False
+        while True:
+            try:
+                kind, partitions = self._rebalances.get_nowait()
+            except queue.Empty:
+                return applied
+            applied = True
+            if kind == "revoked":
+                self.on_revoked(partitions)
+            else:
+                self.on_assigned(partitions)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -159,7 +189,7 @@ class StreamProcessor:
         try:
             self._publish_outbox()
             self._wait_for_metadata(config.input_topic)
-            self.consumer.subscribe([config.input_topic], listener=_Rebalance(self))
+            self.consumer.subscribe([config.input_topic], listener=_Rebalance(self._rebalances))
             self.metrics.ready.set(1)
             last_records = time.monotonic()
             last_stall_check = time.monotonic()
@@ -204,7 +234,7 @@ class StreamProcessor:
             log.warning("no records fetched although %d partition(s) have unread records (%s): re-joining the group",
                         len(behind), {f"{tp.topic}[{tp.partition}]": lag for tp, lag in behind.items()})
             self.consumer.unsubscribe()
-            self.consumer.subscribe([topic], listener=_Rebalance(self))
+            self.consumer.subscribe([topic], listener=_Rebalance(self._rebalances))
 
     def _wait_for_metadata(self, topic: str, timeout_s: float = 60.0) -> None:
         """Subscribe only once the consumer sees the topic's partitions: a group assignment computed before the
@@ -227,6 +257,7 @@ class StreamProcessor:
                                         max_records=self.config.batch_size - len(self._pending))
             for records in polled.values():
                 self._pending.extend(records)
+            self._apply_rebalances()  # drops what this poll returned from partitions that moved meanwhile
         if self._pending and not self._seen_records:
             self._seen_records = True
             self.metrics.first_record.set(time.time())

@@ -14,7 +14,7 @@ from apps.finance_monitor.engine import AlertEngine, Record
 from apps.finance_monitor.messages import MessageLimits
 from apps.finance_monitor.settings import StreamConfig
 from apps.finance_monitor.store import AlertStore
-from apps.finance_monitor.stream import StreamProcessor
+from apps.finance_monitor.stream import StreamProcessor, _Rebalance
 from apps.finance_monitor.tickers import TickerExtractor
 
 from .helpers import keyword_scorer, record, rules
@@ -79,3 +79,33 @@ def test_partitions_kept_without_dropped_records_or_checkpoint_are_left_alone(tm
     stream.on_revoked([news0])
     stream.on_assigned([news1])  # the rewind of a revocation applies only to the assignment that follows it
     assert stream.consumer.seeks == {}
+
+
+def test_the_listener_only_queues_and_the_loop_applies_in_order(tmp_path):
+    """kafka-python 3 calls the listener on its IO thread: state changes must wait for the loop."""
+    stream = processor(tmp_path)
+    listener = _Rebalance(stream._rebalances)
+    news0 = TopicPartition("news", 0)
+    stream._pending = fetched(0, 3, 4)
+
+    listener.on_partitions_revoked([news0])
+    listener.on_partitions_assigned([news0])
+    assert len(stream._pending) == 2 and stream.consumer.seeks == {}  # nothing touched off the loop's thread
+
+    assert stream._apply_rebalances() is True
+    assert stream._pending == [] and stream.consumer.seeks == {news0: 3}
+    assert stream._apply_rebalances() is False
+
+
+def test_records_fetched_before_an_assignment_is_applied_are_read_again_from_the_checkpoint(tmp_path):
+    """A poll can return records from kafka-python's own position before the loop applies the
+    assignment; they are dropped and the partition re-read from the checkpoint."""
+    stream = processor(tmp_path)
+    stream.store.write_batch(stream.engine.process(fetched(2, 0, 1, 2, 3, 4, 5), keyword_scorer),
+                             stream.engine.rules.longest_window_s)
+    news2 = TopicPartition("news", 2)
+    stream._pending = fetched(2, 4, 5, 6)  # e.g. from a committed offset behind the checkpoint
+
+    stream.on_assigned([news2])
+
+    assert stream._pending == [] and stream.consumer.seeks == {news2: 6}
