@@ -5,8 +5,8 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
 * ``retrieval``: FAQ retrieval over the shipped knowledge base with BANKING77 test utterances as
   queries. Hit@1 = the top document answers the query's intent; Recall@5; MRR@10. Methods: BM25
   (rank-bm25), the base embedder, the embedder fine-tuned on train-split utterances (registered as
-  ``kb-embedder``), and fine-tuned + the cross-encoder re-ranker (``kb-reranker``) on its top 5
-  (``--rerank-top``, as the bot does; ranks 6-10 keep the embedder's order).
+  ``kb-embedder``), and fine-tuned + the cross-encoder re-ranker (``kb-reranker``) on its top 3
+  (``--rerank-top``, as the bot does; ranks 4-10 keep the embedder's order).
   All retrieve from the same entries the bot indexes (passages + example questions), scored per
   document by its best entry. The answer/clarify thresholds are tuned on dev and recorded for the
   production models in the bot's tuned-thresholds file (apps/customer_service/tuning.py).
@@ -23,7 +23,7 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
 
 Training sizes: the defaults (embedder 4000 train utterances, 1 epoch; re-ranker 400 utterances x
 (positive + 3 mined negatives), 1 epoch; dev 500) keep the retrieval part near 20-25 minutes with
-one torch thread on a shared 2-core machine; most of the rest is the re-ranker scoring 5
+one torch thread on a shared 2-core machine; most of the rest is the re-ranker scoring 3
 candidates for each of the 3080 test and 500 dev queries. More data: ``--train-limit 0``
 (all), ``--reranker-train-limit``, ``--embedder-epochs``.
 """
@@ -526,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="encoder the re-ranker starts from: base MiniLM or the fine-tuned embedder (default)")
     parser.add_argument("--reranker-max-seq-length", type=int, default=128,
                         help="re-ranker tokens per (query, passage) pair (default 128)")
-    parser.add_argument("--rerank-top", type=int, default=5,
-                        help="candidates the re-ranker re-scores (default 5, as the bot does)")
+    parser.add_argument("--rerank-top", type=int, default=3,
+                        help="candidates the re-ranker re-scores (default 3, as the bot does: RetrievalConfig)")
     parser.add_argument("--rerank-weight", type=float,
                         help="re-ranker share of the final score, the rest the embedder's cosine (default: the best of "
                              f"{', '.join(map(str, RERANK_WEIGHTS))} on dev)")

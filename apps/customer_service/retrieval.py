@@ -43,8 +43,8 @@ class Thresholds:
 class RetrievalConfig:
     """How many passages to fetch and re-rank, and when to answer, clarify or hand off."""
 
-    top_k: int = 5                 # passages returned with an answer (>= 1)
-    candidates: int = 5            # passages the re-ranker reads (>= top_k); its cost grows linearly
+    top_k: int = 3                 # passages returned with an answer (>= 1)
+    candidates: int = 3            # passages the re-ranker reads (>= top_k); its cost (latency) grows linearly
     use_reranker: bool = True      # re-rank when a re-ranker is loaded
     rerank_weight: float = 1.0     # (0, 1]: share of the re-ranker in the final score (the rest: cosine)
     cosine: Thresholds = field(default_factory=lambda: Thresholds(answer=0.55, clarify=0.40))

@@ -64,7 +64,8 @@ class KeywordReranker:
 
 
 def test_reranker_reorders_and_its_thresholds_apply(small_index: KbIndex, embedder) -> None:
-    answer = Retriever(embedder.encode, small_index, KeywordReranker()).answer("my card has not arrived")
+    config = RetrievalConfig(top_k=5, candidates=5)  # the re-ranker reads every passage of the small KB
+    answer = Retriever(embedder.encode, small_index, KeywordReranker(), config).answer("my card has not arrived")
     assert answer.best.chunk.title == "Our exchange rates"
     assert answer.best.rerank == pytest.approx(0.9) and answer.decision == "answer"
 
