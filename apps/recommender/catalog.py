@@ -165,12 +165,20 @@ class Catalog:
                 keys.append(int(row[0]))
         return seq, keys, unknown
 
-    def add_interactions(self, interactions: Iterable[Interaction]) -> int:
-        """Append interactions (item ids are not checked here: history may mention retired items)."""
+    def add_interactions(self, interactions: Iterable[Interaction]) -> tuple[int, int]:
+        """Append interactions (item ids are not checked here: history may mention retired items).
+
+        Returns (seq, how many were added).
+        """
         rows = [(i.user_id, i.item_id, i.ts, i.weight) for i in interactions]
-        with self._transaction() as (db, _seq):
+        with self._transaction() as (db, seq):
             db.executemany("INSERT INTO interactions(user_id, item_id, ts, weight) VALUES (?, ?, ?, ?)", rows)
-        return len(rows)
+        return seq, len(rows)
+
+    def interactions_mark(self) -> int:
+        """The newest interaction's rowid (0 for none): it changes when any process appends interactions."""
+        with self._lock:
+            return int(self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM interactions").fetchone()[0])
 
     # ------------------------------------------------------------------ reading
     def seq(self) -> int:

@@ -8,7 +8,10 @@
 
 Writes go to the SQLite catalog first (the source of truth) and then to the in-memory index;
 the index snapshot is rewritten every ``config.snapshot_every`` writes and on :meth:`close`,
-and :meth:`load` replays any catalog change newer than the snapshot. A :meth:`rebuild`
+and :meth:`load` replays any catalog change newer than the snapshot. Several processes may
+share one store (service workers, the CLI): each request first compares the catalog's change
+counter with the one this process has applied (one SQLite read) and catches up when another
+process wrote (:meth:`sync`). A :meth:`rebuild`
 (re-embedding every item) builds a fresh index beside the live one and swaps it in, so
 requests meanwhile are served from the last complete index.
 """
@@ -90,6 +93,8 @@ class Recommender:
         self._ranker = LinearRanker.fixed()
         self._cold_ranker = LinearRanker.fixed(COLD_WEIGHTS)
         self._unsaved = 0
+        self._synced_seq = 0         # every catalog change up to this one is applied here
+        self._interactions_mark = 0  # the newest interaction row the statistics were made from
         self._cold_pools = ColdPoolCache(config.ranking.cold_below, config.ranking.cold_pool_max)
 
     # ------------------------------------------------------------------ lifecycle
@@ -114,6 +119,7 @@ class Recommender:
         for stored in catalog.live_items():
             rec._remember(stored.key, stored.item)
         replayed = rec._catch_up(index)
+        rec._synced_seq = index.seq
         if replayed:
             rec.save()
         rec.refresh_stats()
@@ -141,10 +147,53 @@ class Recommender:
         return len(changes)
 
     def save(self) -> None:
-        """Write the index snapshot now (atomic)."""
+        """Write the index snapshot now (atomic; a file lock keeps processes sharing the store from racing)."""
+        import fcntl
+
         with self._write_lock:
-            self._index.save(self.config.index_path)
+            lock_path = Path(self.config.store_dir) / ".snapshot.lock"
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                self._index.save(self.config.index_path)
             self._unsaved = 0
+
+    def sync(self) -> bool:
+        """Apply the catalog changes other processes made (items re-embedded, statistics re-read).
+
+        One SQLite read when nothing changed; returns whether anything was applied.
+        """
+        if self.catalog.seq() == self._synced_seq:
+            return False
+        with self._write_lock:
+            seq = self.catalog.seq()
+            if seq == self._synced_seq:
+                return False
+            changes = self.catalog.changes_since(self._synced_seq)
+            live = [c for c in changes if not c.deleted]
+            gone = [c.key for c in changes if c.deleted]
+            vectors = (self.encoder.encode([item_text(c.item) for c in live]) if live
+                       else np.zeros((0, self.encoder.dim), np.float32))
+            self._index.apply(seq, np.array([c.key for c in live], np.int64), vectors, np.array(gone, np.int64))
+            for change in live:
+                self._remember(change.key, change.item)
+            for key in gone:
+                self._forget(key)
+            self._synced_seq = seq
+            if self.catalog.interactions_mark() != self._interactions_mark:
+                self.refresh_stats()
+            log.info("synced with the store: %d item change(s) from other processes (seq %d)", len(changes), seq)
+            return True
+
+    def _own_write(self, seq: int) -> int:
+        """The seq the index may claim after this process wrote ``seq`` (call under the write lock).
+
+        When another process wrote in between, the index keeps claiming the last fully applied seq
+        (so a snapshot never skips a change) and the next :meth:`sync` applies everything since.
+        """
+        if seq == self._synced_seq + 1:
+            self._synced_seq = seq
+        return self._synced_seq
 
     def close(self) -> None:
         if self._unsaved:
@@ -175,7 +224,7 @@ class Recommender:
         vectors = self.encoder.encode([item_text(item) for item in items])
         with self._write_lock:
             seq, keys = self.catalog.upsert(items)
-            self._index.apply(seq, np.asarray(keys, np.int64), vectors)
+            self._index.apply(self._own_write(seq), np.asarray(keys, np.int64), vectors)
             for key, item in zip(keys, items, strict=True):
                 self._remember(key, item)
             self._written()
@@ -190,7 +239,7 @@ class Recommender:
         ids = [str(i) for i in ids]
         with self._write_lock:
             seq, keys, unknown = self.catalog.delete(ids)
-            self._index.apply(seq, np.zeros(0, np.int64), np.zeros((0, self.encoder.dim), np.float32),
+            self._index.apply(self._own_write(seq), np.zeros(0, np.int64), np.zeros((0, self.encoder.dim), np.float32),
                               np.asarray(keys, np.int64))
             for key in keys:
                 self._forget(key)
@@ -202,8 +251,10 @@ class Recommender:
                                                                  _float_or_none(i.get("ts")),
                                                                  float(i.get("weight") or 1.0))
                 for i in interactions]
-        count = self.catalog.add_interactions(rows)
-        self.refresh_stats()
+        with self._write_lock:
+            seq, count = self.catalog.add_interactions(rows)
+            self._own_write(seq)
+            self.refresh_stats()
         return count
 
     def rebuild(self) -> None:
@@ -229,7 +280,9 @@ class Recommender:
         return {user: [key for _, _, key in sorted(rows)] for user, rows in by_user.items()}
 
     def refresh_stats(self) -> None:
+        mark = self.catalog.interactions_mark()  # read first: rows added meanwhile trigger another refresh
         self._stats = InteractionStats.from_histories(self.histories(), self._max_key + 1)
+        self._interactions_mark = mark
 
     def fit_ranker(self, targets_per_user: int = 3, max_users: int | None = 5000) -> LinearRanker:
         """Learn the ranker (and the cold-slot ranker) from the interaction log and save them.
@@ -256,6 +309,7 @@ class Recommender:
         return self._items[key]
 
     def health(self) -> dict:
+        self.sync()
         index = self._index
         return {"items": len(self._items), "indexed": len(index), "index_kind": index.kind, "seq": index.seq,
                 "catalog_seq": self.catalog.seq(), "encoder": self.encoder.source, "ranker": self._ranker.source,
@@ -270,6 +324,7 @@ class Recommender:
                   filters: Filters | Mapping[str, Any] | None = None) -> Recommendations:
         """Top-``k`` items for a history (ids, oldest first, or ``{"id", "ts", "weight"}``) and/or a query."""
         k = self._check_k(k)
+        self.sync()
         filters = Filters.parse(filters)
         if query is not None and not isinstance(query, str):
             raise RequestError(f"query is {query!r}; expected text or null")
@@ -296,6 +351,7 @@ class Recommender:
                 ) -> Recommendations:
         """Items most like ``item_id`` (itself excluded); ItemNotFoundError for an unknown id."""
         k = self._check_k(k)
+        self.sync()
         self.item(item_id)
         filters = replace(Filters.parse(filters), exclude_seen=True)
         result = self.recommend([item_id], None, k, filters)

@@ -204,3 +204,29 @@ def test_a_never_tried_item_leads_a_niche_twin_for_the_cold_slot(rec: Recommende
     result = rec.recommend(["tent", "bag"], k=3)
     assert ids(result)[-1] == "lantern-new"
     assert result.items[-1].explanation.startswith("New or niche pick: ")
+
+
+def test_two_processes_sharing_a_store_see_each_others_writes(tmp_path: Path) -> None:
+    # two Recommenders on one store stand for two service workers (each has its own SQLite connection)
+    config = make_config(tmp_path, snapshot_every=1000)
+    a = Recommender.load(config)
+    a.upsert_items(ITEMS)
+    b = Recommender.load(config)
+    a.upsert_items([{"id": "kayak", "title": "Sea kayak", "text": "touring kayak with paddle"}])
+    assert ids(b.recommend(query="kayak paddle", k=1)) == ["kayak"]
+    assert ids(b.similar("kayak", k=1))
+    b.delete_items(["kayak"])
+    assert "kayak" not in ids(a.recommend(query="kayak paddle", k=6))
+    a.add_interactions([Interaction("u1", "tent", 1.0), Interaction("u1", "bag", 2.0)])
+    assert b.health()["users_in_log"] == 1
+    # interleaved writes: b writes without having seen a's newest write; its snapshot must not skip it
+    a.upsert_items([{"id": "canoe", "title": "Open canoe", "text": "canoe for lakes"}])
+    b.upsert_items([{"id": "raft", "title": "River raft", "text": "raft for rivers"}])
+    b.save()  # the snapshot that is loaded below: both then "crash" (no final snapshot)
+    a.catalog.close()
+    b.catalog.close()
+    c = Recommender.load(config)
+    assert c.health()["indexed"] == len(ITEMS) + 2
+    assert ids(c.recommend(query="open canoe for lakes", k=1)) == ["canoe"]
+    assert ids(c.recommend(query="river raft", k=1)) == ["raft"]
+    c.close()
