@@ -372,11 +372,7 @@ def _percentiles(latencies: list[float]) -> tuple[float, float]:
 
 
 def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
-    import subprocess
-    import sys
-    import threading
 
-    import httpx
 
     from apps.recommender.catalog import Interaction
     from apps.recommender.config import RecommenderConfig
@@ -436,14 +432,38 @@ def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
     upsert_ms = float(np.median(upserts))
     rec.close()
 
-    # HTTP: the service in its own process, 8 concurrent clients
-    port = args.port + (n % 997)
+    # HTTP: the service in its own process(es), 8 concurrent clients; one worker, then one per core
+    http = {workers: http_speed(store, requests, args.port + (n % 997) + workers, workers)
+            for workers in dict.fromkeys([1, args.http_workers])}
+    main_http = http[args.http_workers]
+    inproc_rps = len(latencies) / sum(latencies)
+    return {"inproc_p50_ms": p50, "inproc_p99_ms": p99, "inproc_rps": round(inproc_rps, 1),
+            "http_p50_ms": main_http["p50_ms"], "http_p99_ms": main_http["p99_ms"], "http_rps": main_http["rps"],
+            "http_concurrency": 8, "http_workers": args.http_workers, "http_by_workers": http,
+            "ann_recall10": round(recall, 4), "index_kind": kind,
+            "exact_numpy_search_qps": round(exact_qps, 1), "inproc_rps_over_exact_search_qps":
+            round(inproc_rps / exact_qps, 3), "upsert_one_ms_median_of_5": round(upsert_ms, 2),
+            "upsert_visible": bool(visible),
+            "history_items": 20, "requests": len(latencies), "load_seconds": round(load_seconds, 1),
+            "encoder": "hashing:384 (model-free; the ranking path is what is timed)"}
+
+
+def http_speed(store: Path, requests: list[list[str]], port: int, workers: int) -> dict:
+    """p50/p99 latency and requests/s of ``serve --workers workers`` with 8 concurrent clients; and whether an
+    item upserted over HTTP is returned by the next requests (whichever worker serves them)."""
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
     env = {**os.environ, "TEXTML_NUM_THREADS": os.environ.get("TEXTML_NUM_THREADS", "1")}
     server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(store), "--embedder",
-                               "hashing:384", "--log-level", "WARNING", "serve", "--port", str(port)], env=env)
-    http_latencies: list[float] = []
+                               "hashing:384", "--log-level", "WARNING", "serve", "--port", str(port),
+                               "--workers", str(workers)], env=env)
+    latencies: list[float] = []
+    url = f"http://127.0.0.1:{port}"
     try:
-        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
@@ -459,30 +479,28 @@ def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
                     t0 = time.perf_counter()
                     http.post("/recommend", json={"history": history, "k": 10}).raise_for_status()
                     with lock:
-                        http_latencies.append(time.perf_counter() - t0)
+                        latencies.append(time.perf_counter() - t0)
 
-        client(requests[:16])  # warm-up
-        http_latencies.clear()
+        client(requests[: 16 * workers])  # warm-up
+        latencies.clear()
         threads = [threading.Thread(target=client, args=(requests[i::8],)) for i in range(8)]
         t0 = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        http_seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        with httpx.Client(base_url=url, timeout=30) as http:
+            http.post("/items", json={"items": [{"id": f"http-fresh-{workers}", "title": "qqzx gadget",
+                                                  "text": "qqzx"}]}).raise_for_status()
+            visible = all(http.post("/recommend", json={"history": [], "query": "qqzx gadget", "k": 1}).json()
+                          ["items"][0]["id"] == f"http-fresh-{workers}" for _ in range(4 * workers))
+            http.request("DELETE", "/items", json={"ids": [f"http-fresh-{workers}"]}).raise_for_status()
     finally:
         server.terminate()
         server.wait(30)
-    http_p50, http_p99 = _percentiles(http_latencies)
-    inproc_rps = len(latencies) / sum(latencies)
-    return {"inproc_p50_ms": p50, "inproc_p99_ms": p99, "inproc_rps": round(inproc_rps, 1),
-            "http_p50_ms": http_p50, "http_p99_ms": http_p99, "http_rps": round(len(http_latencies) / http_seconds, 1),
-            "http_concurrency": 8, "ann_recall10": round(recall, 4), "index_kind": kind,
-            "exact_numpy_search_qps": round(exact_qps, 1), "inproc_rps_over_exact_search_qps":
-            round(inproc_rps / exact_qps, 3), "upsert_one_ms_median_of_5": round(upsert_ms, 2),
-            "upsert_visible": bool(visible),
-            "history_items": 20, "requests": len(latencies), "load_seconds": round(load_seconds, 1),
-            "encoder": "hashing:384 (model-free; the ranking path is what is timed)"}
+    p50, p99 = _percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "rps": round(len(latencies) / seconds, 1), "upsert_visible": visible}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -522,6 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-sizes", type=int, nargs="+", default=[10_000, 100_000], help="catalog sizes")
     parser.add_argument("--speed-requests", type=int, default=400, help="timed requests per size")
     parser.add_argument("--port", type=int, default=18300, help="base port of the HTTP speed test")
+    parser.add_argument("--http-workers", type=int, default=os.cpu_count() or 1,
+                        help="service processes for the reported HTTP figures (default: one per CPU core); "
+                             "one worker is always measured too (http_by_workers)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "recommender.json")
     args = parser.parse_args(argv)

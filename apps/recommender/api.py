@@ -37,6 +37,13 @@ def _response(result: Recommendations) -> RecommendResponse:
                              note=result.note)
 
 
+def app_from_env() -> FastAPI:
+    """The service app of one ``serve --workers N`` process: the store and model come from the environment."""
+    from apps.recommender.config import config_from_env
+
+    return create_app(factory=lambda: Recommender.load(config_from_env()))
+
+
 def create_app(recommender: Recommender | None = None,
                factory: Callable[[], Recommender] | None = None) -> FastAPI:
     """An app serving ``recommender``, or one made by ``factory`` at start-up (and closed at shutdown)."""

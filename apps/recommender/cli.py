@@ -66,8 +66,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _load_demo(rec)
         return rec
 
-    app = create_app(factory=factory)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
+    if args.workers < 1:
+        print(f"error: --workers {args.workers}; expected 1 or more", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        uvicorn.run(create_app(factory=factory), host=args.host, port=args.port, log_level=args.log_level.lower())
+        return 0
+    # Worker processes (ranking is CPU work under the GIL: one process per core). Each loads the store named
+    # by the environment and catches up with the others' writes per request (see Recommender.sync).
+    if args.demo_if_empty:
+        factory().close()
+    os.environ["TEXTML_RECOMMENDER_DIR"] = str(config.store_dir)
+    for name, value in (("TEXTML_RECOMMENDER_EMBEDDER", config.embedder), ("TEXTML_RECOMMENDER_DEVICE", config.device)):
+        if value:
+            os.environ[name] = value
+    uvicorn.run("apps.recommender.api:app_from_env", factory=True, workers=args.workers, host=args.host,
+                port=args.port, log_level=args.log_level.lower())
     return 0
 
 
@@ -165,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8300, help="port (default 8300)")
     serve.add_argument("--demo-if-empty", action="store_true",
                        help="load the shipped demo catalog when the store holds no items (for make up)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="service processes sharing the store (default 1); one per CPU core serves more "
+                            "concurrent requests, each process holding its own copy of the index")
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser("load", help="upsert items from a CSV/JSONL file (all rows validated first)")

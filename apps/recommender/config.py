@@ -59,11 +59,14 @@ class RecommenderConfig:
 
 
 def config_from_env(**overrides: object) -> RecommenderConfig:
-    """``TEXTML_RECOMMENDER_DIR`` (store folder) and ``TEXTML_RECOMMENDER_EMBEDDER`` (model), then ``overrides``."""
+    """``TEXTML_RECOMMENDER_DIR`` (store folder), ``TEXTML_RECOMMENDER_EMBEDDER`` (model) and
+    ``TEXTML_RECOMMENDER_DEVICE``, then ``overrides``."""
     values: dict[str, object] = {}
     if os.environ.get("TEXTML_RECOMMENDER_DIR"):
         values["store_dir"] = Path(os.environ["TEXTML_RECOMMENDER_DIR"]).expanduser()
     if os.environ.get("TEXTML_RECOMMENDER_EMBEDDER"):
         values["embedder"] = os.environ["TEXTML_RECOMMENDER_EMBEDDER"]
+    if os.environ.get("TEXTML_RECOMMENDER_DEVICE"):
+        values["device"] = os.environ["TEXTML_RECOMMENDER_DEVICE"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RecommenderConfig(**values)

@@ -157,3 +157,43 @@ def test_embedding_work_does_not_block_the_event_loop(tmp_path) -> None:
         encoder.release.set()
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.slow
+def test_two_service_workers_share_the_store(tmp_path) -> None:
+    """``serve --workers 2``: a write through one worker is served by both (each request syncs with the store)."""
+    import subprocess
+    import sys
+
+    from apps.recommender.encoders import HashingEncoder
+
+    from .conftest import ITEMS, make_config
+
+    config = make_config(tmp_path)
+    seeded = Recommender.load(config, encoder=HashingEncoder(256))
+    seeded.upsert_items(ITEMS)
+    seeded.close()
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(config.store_dir),
+                               "--embedder", "hashing", "--log-level", "WARNING", "serve", "--port", str(port),
+                               "--workers", "2"])
+    try:
+        with RecommenderClient(f"http://127.0.0.1:{port}") as api:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    api.health()
+                    break
+                except Exception:  # not listening yet
+                    time.sleep(0.2)
+            api.upsert_items([{"id": "kayak", "title": "Sea kayak", "text": "touring kayak with paddle"}])
+            for _ in range(8):  # the kernel spreads connections over both workers
+                with RecommenderClient(f"http://127.0.0.1:{port}") as fresh:
+                    assert fresh.recommend([], query="kayak paddle", k=1).items[0].id == "kayak"
+            api.delete_items(["kayak"])
+            for _ in range(8):
+                with RecommenderClient(f"http://127.0.0.1:{port}") as fresh:
+                    assert "kayak" not in {i.id for i in fresh.recommend([], query="kayak paddle", k=6).items}
+    finally:
+        server.terminate()
+        server.wait(30)
