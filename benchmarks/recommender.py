@@ -20,13 +20,21 @@ fine-tuned on pairs of items consumed consecutively in train histories (dev pair
 train item -> dev item, for early stopping) and saved to the registry as
 ``recommender-embedder-movielens`` (not promoted: the product default stays generic).
 
+Cold start: each quality entry also counts its cold hits and how many of them were items with
+no train interaction at all (such items are in the catalog only through someone's dev/test
+rating, an artifact of leave-last-out), and the ranker's details hold an ablation without the
+lead the app gives never-tried items.
+
 Speed (synthetic catalogs, the model-free hashing encoder so that the ranking path is what
-is timed): single-request latency in process and over HTTP (uvicorn in a subprocess,
-8 concurrent clients), ANN recall@10 of the item index against exact search, and whether an
-upserted item is visible to the next request.
+is timed): single-request latency in process and over HTTP (``serve`` in a subprocess with one
+worker and with ``--http-workers``, 8 concurrent clients), ANN recall@10 of the item index
+against exact search, and whether an upserted item is visible to the next request.
 
     python -m benchmarks.recommender                       # everything -> var/bench/recommender.json
     python -m benchmarks.recommender --max-users 100 --pairs 2000 --skip-speed   # a quick check
+    python -m benchmarks.recommender --skip-speed --eval-split dev \
+        --embedder-artifact var/models/recommender-embedder-movielens/v1 --output /tmp/dev.json  # tuning
+    python -m benchmarks.recommender --skip-quality       # speed only
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ Modules, in the order a request meets them:
   (source of truth, change sequence, interaction log);
 * ``encoders``: which embedder (registry ``production`` ``recommender-embedder``, else
   all-MiniLM-L6-v2); ``item_index``: item vectors + ``core.index.VectorIndex``, snapshots;
-* ``interactions``: popularity and item-kNN co-occurrence; ``ranking``: candidates and features;
+* ``interactions``: popularity and item-kNN co-occurrence; ``cold``: the exact cold-item channel;
+  ``ranking``: candidates and features;
   ``ranker``: the learned linear combination; ``diversity``: MMR; ``explain``: one reason per item;
 * ``recommender``: the ``Recommender`` product code calls; ``api``/``schemas``/``client``: HTTP;
   ``cli``: ``python -m apps.recommender``.
