@@ -25,10 +25,12 @@ def test_demo_catalog_with_minilm(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     top = [item.id for item in rec.recommend([], "bread baking", k=2).items]
     assert set(top) == {"book-006", "kit-008"}
     rec.add_interactions(read_interactions(DEMO / "interactions.csv"))
-    assert rec.fit_ranker().source == "learned"
+    ranker = rec.fit_ranker()  # 36 targets: learned or fixed weights, whichever ranks held-out users better
+    scores = ranker.info["validation_ndcg10"]
+    assert scores[ranker.info["chosen"]] == max(scores.values())
     runner = [item.id for item in rec.recommend(["run-002", "fit-004"], k=5).items]
     assert {"fit-005", "ele-001", "book-004"} & set(runner)
     rec.close()
     again = Recommender.load(config)
-    assert again.health()["ranker"] == "learned" and again.health()["items"] == 50
+    assert again.health()["ranker"] == ranker.source and again.health()["items"] == 50
     assert os.path.isdir(config.index_path)
