@@ -17,6 +17,7 @@ cached pool while the index's ``seq`` and the statistics object are unchanged, s
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +33,9 @@ class ColdPool:
     keys: np.ndarray
     matrix: np.ndarray
     unseen: np.ndarray  # (c,) bool: nobody has interacted with the item yet
-    index_id: int
+    index_ref: weakref.ref  # the index and statistics it was made from (weak: a replaced index may go)
     index_seq: int
-    stats_id: int
+    stats_ref: weakref.ref
 
     @classmethod
     def build(cls, index: ItemIndex, stats: InteractionStats, cold_below: float, limit: int) -> ColdPool:
@@ -42,10 +43,10 @@ class ColdPool:
         keys = np.sort(index.all_keys())
         keys = keys[stats.popularity(keys) < cold_below][-limit:] if limit > 0 else keys[:0]
         matrix = index.vectors(keys) if len(keys) else np.zeros((0, index.dim), np.float32)
-        return cls(keys, matrix, stats.popularity(keys) == 0, id(index), seq, id(stats))
+        return cls(keys, matrix, stats.popularity(keys) == 0, weakref.ref(index), seq, weakref.ref(stats))
 
     def fits(self, index: ItemIndex, stats: InteractionStats) -> bool:
-        return self.index_id == id(index) and self.index_seq == index.seq and self.stats_id == id(stats)
+        return self.index_ref() is index and self.index_seq == index.seq and self.stats_ref() is stats
 
     def search(self, vector: np.ndarray, n: int, n_unseen: int = 0) -> np.ndarray:
         """Keys of the ``n`` cold items most similar to ``vector`` (dim,), plus the ``n_unseen`` most similar
