@@ -48,6 +48,8 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--db", dest="db_path", type=Path, help="SQLite alert history (var/finance_monitor/alerts.db)")
     group.add_argument("--batch-size", type=int, help=f"records per batch at most ({d.batch_size})")
     group.add_argument("--max-wait-ms", type=int, help=f"longest wait to fill a batch ({d.max_wait_ms})")
+    group.add_argument("--linger-ms", type=int, help="once records arrived, score them when no more came for "
+                       f"this long instead of waiting for a full batch ({d.linger_ms})")
     group.add_argument("--metrics-port", type=int, help=f"Prometheus port on 127.0.0.1, 0 for none ({d.metrics_port})")
     group.add_argument("--webhook-url", help="Slack-compatible webhook for alerts (none)")
     group.add_argument("--device", help="cpu or cuda (CUDA when available)")

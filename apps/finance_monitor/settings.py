@@ -37,7 +37,8 @@ class StreamConfig:
     tickers_path: Path | None = DEMO_DIR / "tickers.yaml"
     db_path: Path = REPO_ROOT / "var" / "finance_monitor" / "alerts.db"
     batch_size: int = 64                   # records per batch at most ...
-    max_wait_ms: int = 250                 # ... and at most this long collecting them
+    max_wait_ms: int = 250                 # ... and at most this long collecting them ...
+    linger_ms: int = 20                    # ... stopping early once no record came for this long
     max_message_bytes: int = 65_536
     max_text_chars: int = 10_000
     metrics_port: int = 9464               # 0: no metrics endpoint
@@ -49,6 +50,7 @@ class StreamConfig:
 
     def validate(self) -> None:
         checks = {"batch_size": self.batch_size >= 1, "max_wait_ms": self.max_wait_ms >= 0,
+                  "linger_ms": self.linger_ms >= 0,
                   "max_message_bytes": self.max_message_bytes >= 64, "max_text_chars": self.max_text_chars >= 1,
                   "metrics_port": 0 <= self.metrics_port < 65536, "webhook_retries": self.webhook_retries >= 1,
                   "webhook_backoff_s": self.webhook_backoff_s >= 0, "partitions": self.partitions >= 1}
@@ -77,6 +79,7 @@ def config_from_env(env: dict[str, str] | None = None) -> StreamConfig:
         if env.get(key):
             values[name] = Path(env[key])
     numbers = {"FINANCE_BATCH_SIZE": "batch_size", "FINANCE_MAX_WAIT_MS": "max_wait_ms",
+               "FINANCE_LINGER_MS": "linger_ms",
                "FINANCE_METRICS_PORT": "metrics_port"}
     for key, name in numbers.items():
         if env.get(key):

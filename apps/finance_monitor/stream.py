@@ -2,7 +2,7 @@
 
 The loop (at-least-once, with alerts deduplicated by id)::
 
-    collect a batch (at most batch_size records, at most max_wait_ms)
+    collect a batch (at most batch_size records, at most max_wait_ms, early when input pauses)
     engine.process(batch)                     # validate, score, windows, rules (pure)
     produce scores + dead letters; flush      # acks=all: on the broker's in-sync replicas
     SQLite: window events, cooldowns, alerts, next offsets   (one transaction)
@@ -246,18 +246,24 @@ class StreamProcessor:
             time.sleep(0.2)
 
     def _collect(self) -> list:
-        """Up to batch_size records, waiting at most max_wait_ms after the first poll."""
+        """Up to batch_size records: waits at most max_wait_ms, and once records arrived stops as soon as no
+        more come for linger_ms. A backlog still fills whole batches; a light load is not held back waiting."""
         self._pending = []
         deadline = time.monotonic() + self.config.max_wait_ms / 1000.0
         while len(self._pending) < self.config.batch_size and not self.stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            polled = self.consumer.poll(timeout_ms=max(int(remaining * 1000), 1),
+            wait = min(remaining, self.config.linger_ms / 1000.0) if self._pending else remaining
+            polled = self.consumer.poll(timeout_ms=max(int(wait * 1000), 1),
                                         max_records=self.config.batch_size - len(self._pending))
+            arrived = 0
             for records in polled.values():
                 self._pending.extend(records)
+                arrived += len(records)
             self._apply_rebalances()  # drops what this poll returned from partitions that moved meanwhile
+            if self._pending and not arrived:
+                break
         if self._pending and not self._seen_records:
             self._seen_records = True
             self.metrics.first_record.set(time.time())
