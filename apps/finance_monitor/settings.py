@@ -38,7 +38,7 @@ class StreamConfig:
     db_path: Path = REPO_ROOT / "var" / "finance_monitor" / "alerts.db"
     batch_size: int = 64                   # records per batch at most ...
     max_wait_ms: int = 250                 # ... and at most this long collecting them ...
-    linger_ms: int = 20                    # ... stopping early once no record came for this long
+    linger_ms: int = 5                     # ... stopping early once no record came for this long
     max_message_bytes: int = 65_536
     max_text_chars: int = 10_000
     metrics_port: int = 9464               # 0: no metrics endpoint
