@@ -134,6 +134,7 @@ class Processor:
                    "--group", group, "--input-topic", topic, "--scored-topic", f"bench.{run}.scored",
                    "--alerts-topic", f"bench.{run}.alerts", "--deadletter-topic", f"bench.{run}.dead",
                    "--db", str(db), "--batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms),
+                   "--linger-ms", str(args.linger_ms),
                    "--metrics-port", str(port), "--model", args.model, "--partitions", "4"]
         if args.registry:
             command += ["--registry", args.registry]
@@ -313,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=20_000, help="messages pre-loaded (default 20000)")
     parser.add_argument("--batch-size", type=int, default=64, help="inference and stream batch size (default 64)")
     parser.add_argument("--max-wait-ms", type=int, default=250, help="stream batch wait (default 250)")
+    parser.add_argument("--linger-ms", type=int, default=5, help="stream batch cut after an input pause (default 5)")
     parser.add_argument("--inference-sample", type=int, default=3000, help="messages for the in-process rate")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="length of the half-load run (30)")
     parser.add_argument("--skip-two-consumers", action="store_true", help="skip the two-processor run")
@@ -333,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     records = make_records(texts, args.messages)
     inference, version = inference_rate(args, [json.loads(v)["text"] for _, v in records])
     log.info("in-process inference: %.1f msgs/s (%s)", inference, version)
-    figures: dict = {"model": version, "batch_size": args.batch_size, "messages": args.messages, "data": source,
+    figures: dict = {"model": version, "batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms,
+                     "linger_ms": args.linger_ms, "messages": args.messages, "data": source,
                      "inference_msgs_per_s": round(inference, 1)}
     with broker_at(args.bootstrap_servers) as servers, tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp:
         workdir = Path(tmp)
