@@ -220,9 +220,10 @@ class StreamProcessor:
     def _rejoin_if_stalled(self, topic: str) -> None:
         """Re-subscribe when assigned partitions have unread records but polls return none.
 
-        kafka-python 3.0.x was seen to stop fetching a partition after a rebalance until the
-        next one (dpkp/kafka-python#3131); re-subscribing forces that rebalance, and the
-        assignment callback restores state and seeks to the checkpoints as on any rebalance.
+        A safety net against a consumer that stopped fetching a partition: the stalls first
+        seen here came from the stream's own rebalance handling (fixed: see on_revoked), but
+        kafka-python 3.0.x reports similar ones (dpkp/kafka-python#3131). Re-subscribing forces a
+        rebalance, whose handling restores state and seeks to the checkpoints as on any other.
         """
         assigned = list(self.consumer.assignment())
         if not assigned:
