@@ -103,6 +103,7 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
         "predict_examples_per_s": round(len(test) / predict_seconds, 1),
         "floor": FLOORS[key], "method": config.method, "head_init": config.head_init,
+        "layer_lr_decay": config.layer_lr_decay, "learning_rate": config.learning_rate,
         "device": str(classifier.device_info.name), "production": promotion.promoted,
         "promotion": promotion.reason,
     }
@@ -129,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-5)
     parser.add_argument("--method", choices=["full", "lora"], default="full")
+    parser.add_argument("--head-init", choices=["probe", "random"], default="probe",
+                        help="probe: LP-FT, the head starts as a logistic regression on frozen features (default)")
+    parser.add_argument("--layer-lr-decay", type=float, default=0.9,
+                        help="layer-wise learning-rate decay; 1.0 = one learning rate for all layers (default 0.9)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
@@ -139,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = ClassifierTrainingConfig(base_model=args.base_model, batch_size=args.batch_size,
                                     learning_rate=args.learning_rate, method=args.method,
+                                    head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
                                     max_train_minutes=args.max_train_minutes, device=args.device, progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     registry = Registry(Path(args.registry) if args.registry else None)
