@@ -458,8 +458,9 @@ def run_diet(args, splits) -> dict:
     test = subsample(splits["test"], args.limit)
     work = Path(tempfile.mkdtemp(prefix="bench-diet-"))
     (work / "data").mkdir()
+    train = subsample(splits["train"], args.diet_train_limit)
     by_intent: dict[str, list[str]] = {}
-    for text, label in zip(splits["train"].texts, splits["train"].labels, strict=True):
+    for text, label in zip(train.texts, train.labels, strict=True):
         by_intent.setdefault(label, []).append(text)
     nlu = {"version": "3.1", "nlu": [{"intent": k, "examples": "".join(f"- {' '.join(t.split())}\n" for t in v)}
                                      for k, v in sorted(by_intent.items())]}
@@ -489,6 +490,7 @@ def run_diet(args, splits) -> dict:
     accuracy = float(np.mean([p == y for p, y in zip(predicted, test.labels, strict=True)]))
     log.info("DIET (%d epochs): accuracy %.4f", args.diet_epochs, accuracy)
     return {"intent_accuracy_diet": round(accuracy, 4), "diet_epochs": args.diet_epochs,
+            "diet_train_rows": len(train), "diet_test_queries": len(test),
             "diet_train_seconds": round(train_seconds, 1)}
 
 
@@ -542,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifier-minutes", type=float, default=10.0, help="training budget for --train-classifier")
     parser.add_argument("--latency-queries", type=int, default=200, help="REST messages timed for latency")
     parser.add_argument("--diet-epochs", type=int, default=20, help="DIET training epochs (Rasa's default is 300)")
+    parser.add_argument("--diet-train-limit", type=int,
+                        help="train utterances for DIET, seeded subsample (default all ~9000)")
     parser.add_argument("--progress", action="store_true", help="progress bars while training")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
