@@ -40,8 +40,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from apps.customer_service.action_server import load_services
+    from apps.customer_service.ingest import ensure_index
 
-    answer = load_services(_settings(args)).retriever.answer(args.question)
+    settings = _settings(args)
+    ensure_index(settings.kb_dir, settings.index_dir, settings.embedder)
+    answer = load_services(settings).retriever.answer(args.question)
     if args.json:
         print(json.dumps(answer.to_dict(), indent=2))
     elif answer.best is None:
@@ -82,13 +85,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_actions(args: argparse.Namespace) -> int:
     from apps.customer_service.action_server import serve
-    from apps.customer_service.ingest import ingest, stale_reason
+    from apps.customer_service.ingest import ensure_index
 
     settings = _settings(args)
-    reason = stale_reason(settings.kb_dir, settings.index_dir, settings.embedder)
-    if reason:
-        logging.getLogger("apps.customer_service").warning("re-ingesting the knowledge base: %s", reason)
-        ingest(settings.kb_dir, settings.index_dir, settings.embedder)
+    ensure_index(settings.kb_dir, settings.index_dir, settings.embedder)
     serve(settings)
     return 0
 

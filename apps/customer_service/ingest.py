@@ -42,3 +42,12 @@ def stale_reason(kb_dir: Path, index_dir: Path, embedder_ref: str) -> str | None
     if card.get("kb_sha256") != fingerprint(load_knowledge_base(kb_dir)):
         return f"the knowledge base in {kb_dir} changed since the index was built"
     return None
+
+
+def ensure_index(kb_dir: Path, index_dir: Path, embedder_ref: str) -> str | None:
+    """Re-ingest when the index cannot serve ``embedder_ref`` (see :func:`stale_reason`); returns why, or None."""
+    reason = stale_reason(kb_dir, index_dir, embedder_ref)
+    if reason:
+        log.warning("re-ingesting the knowledge base: %s", reason)
+        ingest(kb_dir, index_dir, embedder_ref)
+    return reason
