@@ -21,7 +21,7 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: bench-quality bench-onnx bench-sentiment bench-stream bench-recommender bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
+.PHONY: bench-quality bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -68,6 +68,13 @@ bench-stream: venv  ## finance stream: inference vs end-to-end msgs/s through Ka
 
 bench-recommender: venv  ## MovieLens quality + serving speed of the recommender -> var/bench/recommender.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.recommender $(BENCH_ARGS)
+
+bench-recommender-speed: venv  ## recommender serving speed only (10k/100k items) -> var/bench/recommender.json
+	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.recommender --skip-quality $(BENCH_ARGS)
+
+RECOMMENDER_EMBEDDER ?= var/models/recommender-embedder-movielens/v1
+bench-recommender-reuse: venv  ## recommender quality + speed, reusing the fine-tuned MovieLens embedder (no 15-min fine-tune)
+	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.recommender --embedder-artifact $(RECOMMENDER_EMBEDDER) $(BENCH_ARGS)
 
 bench-bot: venv rasa-env  ## support bot: intent accuracy, FAQ retrieval, REST latency -> var/bench/bot.json
 	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.bot $(BENCH_ARGS)
