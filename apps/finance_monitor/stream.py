@@ -17,6 +17,8 @@ new owner rebuilds it from SQLite (processors of one group share the database fi
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import queue
@@ -306,6 +308,7 @@ class StreamProcessor:
             if end is not None:
                 metrics.lag.labels(str(part)).set(max(end - offset, 0))
         metrics.batch_latency.observe(time.monotonic() - started)
+        _release_free_heap()
         return result
 
     def _produce(self, messages: list[tuple[str, bytes | None, dict]], attempts: int = 3) -> None:
@@ -334,6 +337,35 @@ class StreamProcessor:
             self._produce([(self.config.alerts_topic, a["alert_id"].encode(), a) for a in leftovers])
             self.store.mark_published(a["alert_id"] for a in leftovers)
             log.info("published %d alert(s) left over from the last run", len(leftovers))
+
+
+def _load_malloc_trim():
+    libc = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(libc).malloc_trim if libc else None
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+TRIM_INTERVAL_S = 2.0
+_last_trim = 0.0
+
+
+def _release_free_heap() -> None:
+    """Hand freed heap pages back to the OS, at most every TRIM_INTERVAL_S (glibc only).
+
+    Batches of different lengths leave torch's and the tokenizer's freed buffers scattered over
+    glibc's per-thread arenas; without a trim the stream's resident size crept from about 1.2 to
+    over 1.5 GB in `make bench-stream`. A trim costs milliseconds, hence the interval.
+    """
+    global _last_trim
+    now = time.monotonic()
+    if _MALLOC_TRIM is not None and now - _last_trim >= TRIM_INTERVAL_S:
+        _last_trim = now
+        _MALLOC_TRIM(0)
 
 
 def _json(value: dict) -> bytes:
