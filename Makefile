@@ -21,12 +21,15 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: bench-quality bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
+.PHONY: browser bench-quality bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: venv rasa-env kafka-jars  ## create both Python environments and fetch the Kafka jars
+setup: venv rasa-env kafka-jars browser  ## create both Python environments, fetch the Kafka jars, install Chromium
+
+browser:  ## Debian's chromium for the web-chat browser test (idempotent; apt as root)
+	infra/browser/install-chromium.sh
 
 .tools/bin/uv:
 	$(PYTHON311) -m venv .tools
