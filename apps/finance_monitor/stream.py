@@ -123,11 +123,7 @@ class StreamProcessor:
         without a seek the dropped records would be skipped for good.
         """
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        for record in self._pending:
-            key = (record.topic, record.partition)
-            if key in gone:
-                self._rewind[key] = min(record.offset, self._rewind.get(key, record.offset))
-        self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
+        self._drop_pending(gone, self._rewind)
         for partition in gone:
             self.engine.drop(partition)
         log.info("partitions revoked: %s", sorted(gone))
@@ -142,11 +138,7 @@ class StreamProcessor:
         """
         rewind, self._rewind = self._rewind, {}
         assigned = {(tp.topic, tp.partition) for tp in partitions}
-        for record in self._pending:  # fetched from kafka-python's position before the seek below
-            key = (record.topic, record.partition)
-            if key in assigned:
-                rewind[key] = min(record.offset, rewind.get(key, record.offset))
-        self._pending = [r for r in self._pending if (r.topic, r.partition) not in assigned]
+        self._drop_pending(assigned, rewind)  # fetched from kafka-python's position before the seeks below
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
@@ -156,6 +148,14 @@ class StreamProcessor:
             elif key in rewind:
                 self.consumer.seek(tp, rewind[key])
         log.info("partitions assigned: %s", sorted(assigned))
+
+    def _drop_pending(self, partitions: set[tuple[str, int]], rewind: dict[tuple[str, int], int]) -> None:
+        """Remove the pending records of ``partitions``, noting each partition's first dropped offset in ``rewind``."""
+        for record in self._pending:
+            key = (record.topic, record.partition)
+            if key in partitions:
+                rewind[key] = min(record.offset, rewind.get(key, record.offset))
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in partitions]
 
     def _apply_rebalances(self) -> bool:
         """Apply the partition changes the listener queued, in order; True when there were any."""
