@@ -461,15 +461,15 @@ def http_speed(store: Path, requests: list[list[str]], port: int, workers: int) 
     item upserted over HTTP is returned by the next requests (whichever worker serves them)."""
     import subprocess
     import sys
-    import threading
 
     import httpx
+
+    from benchmarks.http_load import run_load
 
     env = {**os.environ, "TEXTML_NUM_THREADS": os.environ.get("TEXTML_NUM_THREADS", "1")}
     server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(store), "--embedder",
                                "hashing:384", "--log-level", "WARNING", "serve", "--port", str(port),
                                "--workers", str(workers)], env=env)
-    latencies: list[float] = []
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -479,25 +479,11 @@ def http_speed(store: Path, requests: list[list[str]], port: int, workers: int) 
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        lock = threading.Lock()
-
-        def client(part: list[list[str]]) -> None:
-            with httpx.Client(base_url=url, timeout=30) as http:
-                for history in part:
-                    t0 = time.perf_counter()
-                    http.post("/recommend", json={"history": history, "k": 10}).raise_for_status()
-                    with lock:
-                        latencies.append(time.perf_counter() - t0)
-
-        client(requests[: 16 * workers])  # warm-up
-        latencies.clear()
-        threads = [threading.Thread(target=client, args=(requests[i::8],)) for i in range(8)]
-        t0 = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        seconds = time.perf_counter() - t0
+        # the load comes from a lean keep-alive client (benchmarks.http_load): httpx would take about as much
+        # CPU per request as the handler, from the same 2 cores
+        bodies = [{"history": history, "k": 10} for history in requests]
+        run_load("127.0.0.1", port, "/recommend", bodies[: 16 * workers], concurrency=8)  # warm-up
+        latencies, seconds = run_load("127.0.0.1", port, "/recommend", bodies, concurrency=8)
         with httpx.Client(base_url=url, timeout=30) as http:
             http.post("/items", json={"items": [{"id": f"http-fresh-{workers}", "title": "qqzx gadget",
                                                   "text": "qqzx"}]}).raise_for_status()

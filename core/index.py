@@ -249,23 +249,26 @@ class VectorIndex:
         return True
 
     # ------------------------------------------------------------------ searching
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best ids per query by inner product.
 
         ``queries`` is (q, dim), or one (dim,) vector treated as q=1. Returns ``scores`` (q, k) float32
         in descending order and ``ids`` (q, k) int64; when fewer than k are found the rows are padded
-        with -inf / -1.
+        with -inf / -1. ``ef_search`` overrides ``IndexConfig.hnsw_ef_search`` for this call (HNSW
+        only; at least k is used): a caller that only gathers candidates can trade recall for time.
         """
         _check_int(self.dim, "dim", 1)
         queries = self._check_vectors(queries, what="queries", single_ok=True)
         k = _check_int(k, "k", 1)
+        if ef_search is not None:
+            _check_int(ef_search, "ef_search", 1)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         found = np.full((len(queries), k), -1, dtype=np.int64)
         kk = min(k, len(self))  # asking FAISS for more than it holds only adds padding
         if kk == 0 or len(queries) == 0:
             return scores, found
         if self._kind == "hnsw":
-            got_scores, got_ids = self._search_hnsw(queries, kk)
+            got_scores, got_ids = self._search_hnsw(queries, kk, ef_search)
         else:
             got_scores, got_ids = self._searcher(kk).search(queries, kk)
         got_scores[got_ids < 0] = -np.inf
@@ -281,12 +284,13 @@ class VectorIndex:
                 self._gpu_index.nprobe = self._index.nprobe
         return self._gpu_index
 
-    def _search_hnsw(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _search_hnsw(self, queries: np.ndarray, k: int, ef_search: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
         # Tombstoned rows stay in the graph (FAISS HNSW cannot delete) and are still walked through, but
         # the selector keeps them out of the results, so each query gets up to k live rows without
         # guessing an over-fetch factor. Compaction bounds how many dead rows the walk wastes time on.
         params = faiss.SearchParametersHNSW()
-        params.efSearch = max(self.config.hnsw_ef_search, k)
+        params.efSearch = max(ef_search if ef_search is not None else self.config.hnsw_ef_search, k)
         live = self._rows >= 0
         if not live.all():
             bitmap = np.packbits(live, bitorder="little")  # kept alive for the duration of the search

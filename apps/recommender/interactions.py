@@ -10,9 +10,45 @@ who touched the history items, not items squared.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
+
+
+@dataclass(frozen=True)
+class SparseScores:
+    """Scores of the few items that have one (``keys`` ascending, ``values`` aligned); any other item scores 0."""
+
+    keys: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def empty(cls) -> SparseScores:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.float32))
+
+    def at(self, keys: np.ndarray) -> np.ndarray:
+        """The scores of ``keys`` (0 for keys without one)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.zeros(len(keys), dtype=np.float32)
+        if not len(self.keys):
+            return out
+        slot = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        found = self.keys[slot] == keys
+        out[found] = self.values[slot[found]]
+        return out
+
+    def top(self, n: int) -> np.ndarray:
+        """Keys of the ``n`` best positive scores, unordered."""
+        positive = np.flatnonzero(self.values > 0)
+        if n <= 0 or not len(positive):
+            return np.zeros(0, dtype=np.int64)
+        if len(positive) > n:
+            positive = positive[np.argpartition(-self.values[positive], n - 1)[:n]]
+        return self.keys[positive]
+
+    def scaled(self, factor: float) -> SparseScores:
+        return SparseScores(self.keys, (self.values * factor).astype(np.float32))
 
 
 class InteractionStats:
@@ -73,21 +109,34 @@ class InteractionStats:
         return (scores * self._inv_sqrt).astype(np.float32)
 
     def cooccurrence_pair(self, keys_a: np.ndarray, weights_a: np.ndarray, keys_b: np.ndarray,
-                          weights_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`cooccurrence` for two weighted histories in one pass over the log (two (size,) arrays)."""
+                          weights_b: np.ndarray) -> tuple[SparseScores, SparseScores]:
+        """:meth:`cooccurrence` for two weighted histories in one pass over the log, as sparse scores.
+
+        Works on the CSR arrays directly: a request touches a few hundred users, and the sparse-matrix
+        wrappers' per-call checks, like passes over (size,) arrays, cost more than that arithmetic.
+        """
         if self.empty or (len(keys_a) == 0 and len(keys_b) == 0):
-            return np.zeros(self.size, dtype=np.float32), np.zeros(self.size, dtype=np.float32)
-        # only the history items' columns of X are touched on the way in: (h, 2) weights, not (size, 2)
+            return SparseScores.empty(), SparseScores.empty()
         keys = np.concatenate([np.asarray(keys_a, np.int64), np.asarray(keys_b, np.int64)])
         w = np.zeros((len(keys), 2), dtype=np.float32)
         w[: len(keys_a), 0] = weights_a
         w[len(keys_a):, 1] = weights_b
         inside = (keys >= 0) & (keys < self.size)
         keys, w = keys[inside], w[inside] * self._inv_sqrt[keys[inside], None]
-        per_user = self._xt[keys].T @ w                # (users, 2)
-        scores = (self._xt @ per_user).T                # (2, size)
-        scores *= self._inv_sqrt[None, :]
-        return scores[0], scores[1]
+        users, owner, ones = _rows_of(self._xt, keys)              # who touched each history item
+        users, slot = np.unique(users, return_inverse=True)
+        per_user = [np.bincount(slot, weights=w[owner, c] * ones, minlength=len(users)) for c in (0, 1)]
+        items, owner, ones = _rows_of(self._x, users)              # everything those users touched
+        if 4 * len(items) < self.size:  # few: sort them
+            touched, slot = np.unique(items, return_inverse=True)
+            sums = [np.bincount(slot, weights=per_user[c][owner] * ones, minlength=len(touched)) for c in (0, 1)]
+        else:  # many: one pass over the catalog is cheaper than sorting
+            dense = [np.bincount(items, weights=per_user[c][owner] * ones, minlength=self.size) for c in (0, 1)]
+            touched = np.flatnonzero((dense[0] != 0) | (dense[1] != 0))
+            sums = [d[touched] for d in dense]
+        scale = self._inv_sqrt[touched]
+        return SparseScores(touched, (sums[0] * scale).astype(np.float32)), \
+            SparseScores(touched, (sums[1] * scale).astype(np.float32))
 
     def top_popular(self, n: int) -> np.ndarray:
         """Keys of the ``n`` most interacted-with items, most popular first (ties by key)."""
@@ -107,7 +156,27 @@ class InteractionStats:
         ok_a, ok_b = (a >= 0) & (a < self.size), (b >= 0) & (b < self.size)
         if not ok_a.any() or not ok_b.any():
             return out
-        co = (self._xt[a[ok_a]] @ self._xt[b[ok_b]].T).toarray()
-        co *= self._inv_sqrt[a[ok_a]][:, None] * self._inv_sqrt[b[ok_b]][None, :]
+        a, b = a[ok_a], b[ok_b]
+        # a dense (a, U) @ (U, b) product over U, the users of the b items: both sides are small
+        users_b, owner_b, ones_b = _rows_of(self._xt, b)
+        users, slot_b = np.unique(users_b, return_inverse=True)
+        right = np.zeros((len(users), len(b)), dtype=np.float32)
+        right[slot_b, owner_b] = ones_b
+        users_a, owner_a, ones_a = _rows_of(self._xt, a)
+        slot_a = np.minimum(np.searchsorted(users, users_a), len(users) - 1)
+        shared = users[slot_a] == users_a
+        left = np.zeros((len(a), len(users)), dtype=np.float32)
+        left[owner_a[shared], slot_a[shared]] = ones_a[shared]
+        co = left @ right
+        co *= self._inv_sqrt[a][:, None] * self._inv_sqrt[b][None, :]
         out[np.ix_(ok_a, ok_b)] = co
         return out
+
+
+def _rows_of(matrix: sparse.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The column indices stored in ``rows`` of a CSR matrix, which of ``rows`` each came from, and its value."""
+    starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
+    lengths = (ends - starts).astype(np.int64)
+    owner = np.repeat(np.arange(len(rows)), lengths)
+    positions = np.arange(int(lengths.sum())) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return matrix.indices[positions].astype(np.int64), owner, matrix.data[positions]

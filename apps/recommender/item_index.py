@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
+from apps.recommender.rwlock import ReadWriteLock
 from core.atomic import atomic_directory
 from core.index import IndexConfig, VectorIndex, VectorIndexError
 
@@ -32,14 +32,17 @@ class IndexSnapshotError(ValueError):
 
 
 class ItemIndex:
-    """Vectors by surrogate key plus ANN search over them; every method is thread-safe."""
+    """Vectors by surrogate key plus ANN search over them; every method is thread-safe.
+
+    Reads (search, vectors) run concurrently with each other; a change waits for them and excludes them.
+    """
 
     def __init__(self, dim: int, encoder_source: str, config: IndexConfig | None = None) -> None:
         self.dim = dim
         self.encoder_source = encoder_source
         self.config = config if config is not None else IndexConfig()
         self.seq = 0
-        self._lock = threading.RLock()
+        self._lock = ReadWriteLock()
         self._matrix = np.zeros((0, dim), dtype=np.float32)
         self._row_of: dict[int, int] = {}
         self._row_by_key = np.full(0, -1, dtype=np.int64)  # the same map as an array: vectorised lookups
@@ -50,7 +53,7 @@ class ItemIndex:
     def build(self, keys: np.ndarray, vectors: np.ndarray, seq: int) -> ItemIndex:
         """Replace everything with ``vectors`` (n, dim) under ``keys`` (n,), reflecting catalog ``seq``."""
         keys = np.asarray(keys, dtype=np.int64)
-        with self._lock:
+        with self._lock.writing():
             self._matrix = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(keys), self.dim)
             self._row_of = {int(k): i for i, k in enumerate(keys)}
             self._reindex_rows()
@@ -65,7 +68,7 @@ class ItemIndex:
         """Upsert ``vectors`` under ``keys`` and drop ``deleted`` keys; the index now reflects ``seq``."""
         keys = np.asarray(keys, dtype=np.int64)
         deleted = np.asarray(deleted, dtype=np.int64)
-        with self._lock:
+        with self._lock.writing():
             if len(deleted):
                 self._index.remove(deleted)
                 for key in deleted.tolist():
@@ -129,7 +132,7 @@ class ItemIndex:
 
     @property
     def kind(self) -> str:
-        with self._lock:
+        with self._lock.reading():
             return self._index.kind if len(self._row_of) else "empty"
 
     def has(self, key: int) -> bool:
@@ -147,7 +150,7 @@ class ItemIndex:
     def vectors(self, keys: list[int] | np.ndarray) -> np.ndarray:
         """(len(keys), dim) stored vectors (a copy); KeyError names a key the index does not hold."""
         keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-        with self._lock:
+        with self._lock.reading():
             rows_by_key = self._row_by_key
             inside = (keys >= 0) & (keys < len(rows_by_key))
             rows = np.full(len(keys), -1, dtype=np.int64)
@@ -156,23 +159,23 @@ class ItemIndex:
                 raise KeyError(int(keys[np.argmax(rows < 0)]))
             return self._matrix[rows]  # fancy indexing copies
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(q, k) scores and keys, padded with -inf / -1 (see VectorIndex.search)."""
-        with self._lock:
-            return self._index.search(queries, k)
+        with self._lock.reading():
+            return self._index.search(queries, k, ef_search)
 
     def exact_scores(self, query: np.ndarray, keys: np.ndarray) -> np.ndarray:
         """Inner products of ``query`` (dim,) with the vectors of ``keys``: for filtered scans."""
         return self.vectors(keys) @ np.asarray(query, dtype=np.float32)
 
     def all_keys(self) -> np.ndarray:
-        with self._lock:
+        with self._lock.reading():
             return np.fromiter(self._row_of.keys(), dtype=np.int64, count=len(self._row_of))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
         """Write a snapshot folder atomically (a reader sees the previous snapshot or this one)."""
-        with self._lock:
+        with self._lock.reading():
             keys, vectors = self._live()
             state = {"format": STATE_FORMAT, "seq": self.seq, "dim": self.dim, "count": len(keys),
                      "encoder": self.encoder_source, "config": asdict(self.config)}

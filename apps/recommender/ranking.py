@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from apps.recommender.cold import ColdPool
-from apps.recommender.interactions import InteractionStats
+from apps.recommender.interactions import InteractionStats, SparseScores
 from apps.recommender.item_index import ItemIndex
 
 FEATURES = (
@@ -41,6 +41,7 @@ class RankingConfig:
     popular: int = 50               # popular candidates (when an interaction log exists)
     seed_items: int = 3             # the newest history items each get their own FAISS query ...
     seed_per_source: int = 30       # ... for this many neighbours (an HNSW query costs ~ max(k, efSearch))
+    seed_ef_search: int = 32        # HNSW effort of those queries (candidates only: the ranker re-scores them)
     cold_below: float = 5.0         # items with fewer interactions count as cold (new or niche)
     cold_slots: int = 2             # of every k results, up to this many (at most k // 3) go to cold items
     cold_search: int = 100          # with cold slots: the cold items nearest the profile (see apps.recommender.cold)
@@ -85,8 +86,8 @@ class UserSignals:
     recent_vectors: np.ndarray    # (r, dim)
     mean_vector: np.ndarray | None
     profile_vector: np.ndarray | None
-    cooc_recent: np.ndarray       # (stats.size,)
-    cooc_all: np.ndarray          # (stats.size,)
+    cooc_recent: SparseScores     # recency-weighted item-kNN score of every item
+    cooc_all: SparseScores        # item-kNN score over the whole history, per history item
 
 
 def user_signals(profile: Profile, index: ItemIndex, stats: InteractionStats, config: RankingConfig) -> UserSignals:
@@ -99,18 +100,8 @@ def user_signals(profile: Profile, index: ItemIndex, stats: InteractionStats, co
         profile_vector = _normalise((recent_vectors * weights[:, None]).sum(axis=0))
     cooc_recent, cooc_all = stats.cooccurrence_pair(recent, weights, profile.keys, profile.weights)
     if len(profile.keys):
-        cooc_all = cooc_all / float(profile.weights.sum())
+        cooc_all = cooc_all.scaled(1.0 / float(profile.weights.sum()))
     return UserSignals(recent, weights, recent_vectors, mean_vector, profile_vector, cooc_recent, cooc_all)
-
-
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    """Keys of the ``n`` best positive scores (co-occurrence vectors are mostly zeros: look only at the rest)."""
-    positive = np.flatnonzero(scores > 0)
-    if n <= 0 or not len(positive):
-        return np.zeros(0, dtype=np.int64)
-    if len(positive) <= n:
-        return positive.astype(np.int64)
-    return positive[np.argpartition(-scores[positive], n - 1)[:n]].astype(np.int64)
 
 
 def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: InteractionStats,
@@ -124,12 +115,13 @@ def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: 
     seeds = signals.recent_vectors[-config.seed_items:] if config.seed_items else signals.recent_vectors[:0]
     found = []
     if len(index):
-        for batch, n in ((queries, config.per_source), (seeds, config.seed_per_source)):
+        for batch, n, ef in ((queries, config.per_source, None),
+                             (seeds, config.seed_per_source, config.seed_ef_search)):
             if len(batch) and n > 0:
-                _, keys = index.search(np.stack(list(batch)), n)
+                _, keys = index.search(np.stack(list(batch)), n, ef)
                 found.append(keys.ravel())
     if not stats.empty:
-        found += [_top(signals.cooc_recent, config.per_source), _top(signals.cooc_all, config.per_source),
+        found += [signals.cooc_recent.top(config.per_source), signals.cooc_all.top(config.per_source),
                   stats.top_popular(config.popular)]
         seed = signals.profile_vector if signals.profile_vector is not None else profile.query_vector
         if config.cold_slots and cold_pool is not None and seed is not None:
@@ -158,10 +150,9 @@ def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: It
         out[:, 2] = vectors @ signals.mean_vector
     if profile.query_vector is not None:
         out[:, 3] = vectors @ profile.query_vector
-    inside = keys < stats.size
     if not stats.empty:
-        out[inside, 4] = signals.cooc_recent[keys[inside]] / float(signals.recent_weights.sum() or 1.0)
-        out[inside, 5] = signals.cooc_all[keys[inside]]
+        out[:, 4] = signals.cooc_recent.at(keys) / float(signals.recent_weights.sum() or 1.0)
+        out[:, 5] = signals.cooc_all.at(keys)
     counts = stats.popularity(keys)
     top = float(stats.counts.max()) if not stats.empty else 0.0
     out[:, 6] = np.log1p(counts) / np.log1p(top) if top > 0 else 0.0

@@ -256,3 +256,22 @@ def test_real_gpu_matches_cpu(small: tuple[np.ndarray, np.ndarray]) -> None:
         gpu = VectorIndex(DIM, IndexConfig(kind=kind, use_gpu=True)).build(vectors, ids)
         cpu = VectorIndex(DIM, IndexConfig(kind=kind, use_gpu=False)).build(vectors, ids)
         np.testing.assert_array_equal(gpu.search(queries, 5)[1], cpu.search(queries, 5)[1])
+
+
+def test_ef_search_per_call_trades_hnsw_effort_and_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    vectors = unit_vectors(300, seed=11)
+    index = VectorIndex(DIM, IndexConfig(kind="hnsw", hnsw_m=8, hnsw_ef_search=64)).build(vectors, np.arange(300))
+    used: list[int] = []
+    search = faiss.IndexHNSWFlat.search
+
+    def spy(self, x, k, *args, params=None, **kwargs):  # noqa: ANN001, ANN202
+        used.append(params.efSearch)
+        return search(self, x, k, *args, params=params, **kwargs)
+
+    monkeypatch.setattr(faiss.IndexHNSWFlat, "search", spy)
+    assert index.search(vectors[:2], 5, ef_search=8)[1].shape == (2, 5)
+    index.search(vectors[:2], 20, ef_search=8)  # never below k
+    index.search(vectors[:2], 5)                 # the configured effort
+    assert used == [8, 20, 64]
+    with pytest.raises(VectorIndexError, match="ef_search"):
+        index.search(vectors[:1], 5, ef_search=0)

@@ -43,8 +43,41 @@ def test_cooccurrence_pair_matches_two_single_passes() -> None:
     stats = InteractionStats.from_histories({"u": [0, 1, 3], "v": [0, 1], "w": [1, 2], "x": [2, 3]}, size=5)
     a, wa, b, wb = np.array([0, 2]), np.array([1.0, 0.5]), np.array([1, 3, 9]), np.array([0.3, 1.0, 1.0])
     pair = stats.cooccurrence_pair(a, wa, b, wb)
-    assert np.allclose(pair[0], stats.cooccurrence(a, wa))
-    assert np.allclose(pair[1], stats.cooccurrence(b, wb))
+    everything = np.arange(stats.size)
+    assert np.allclose(pair[0].at(everything), stats.cooccurrence(a, wa))
+    assert np.allclose(pair[1].at(everything), stats.cooccurrence(b, wb))
+    assert set(pair[0].top(2).tolist()) == set(np.argsort(-stats.cooccurrence(a, wa))[:2].tolist())
+
+
+def test_fast_cooccurrence_and_pairwise_match_the_dense_formula() -> None:
+    rng = np.random.default_rng(3)
+    size = 40
+    histories = {f"u{u}": rng.choice(size - 5, size=rng.integers(1, 12), replace=False).tolist() for u in range(60)}
+    stats = InteractionStats.from_histories(histories, size=size)
+    x = np.zeros((len(histories), size))
+    for row, keys in enumerate(histories.values()):
+        x[row, keys] = 1
+    counts = x.sum(axis=0)
+    inv = np.where(counts > 0, 1 / np.sqrt(np.maximum(counts, 1)), 0)
+    cosine = (x.T @ x) * inv[:, None] * inv[None, :]  # (size, size) item-kNN cosines
+    a, wa = np.array([0, 3, 7, 38]), np.array([1.0, 0.8, 0.64, 2.0])  # 38: nobody touched it
+    b, wb = np.array([5, 3, 11, 60]), np.array([0.5, 1.0, 1.0, 1.0])  # 60: outside the log
+    first, second = stats.cooccurrence_pair(a, wa, b, wb)
+    everything = np.arange(size)
+    assert np.allclose(first.at(everything), cosine[:, a] @ wa, atol=1e-5)
+    assert np.allclose(second.at(everything), cosine[:, b[:3]] @ wb[:3], atol=1e-5)
+    # a log so dense that the scores are summed over the whole catalog rather than sorted
+    dense = InteractionStats.from_histories({f"u{u}": list(range(size)) for u in range(3)}, size=size)
+    assert np.allclose(dense.cooccurrence_pair(a, wa, b, wb)[0].at(everything), dense.cooccurrence(a, wa), atol=1e-5)
+    # ... and one so sparse that the few touched items are sorted instead
+    sparse_log = InteractionStats.from_histories({"u": [0, 3, 900], "v": [3, 7], "w": [7, 950]}, size=1000)
+    sparse_pair = sparse_log.cooccurrence_pair(a, wa, b, wb)
+    assert len(sparse_pair[0].keys) == 5
+    assert np.allclose(sparse_pair[0].at(np.arange(1000)), sparse_log.cooccurrence(a, wa), atol=1e-5)
+    assert np.allclose(sparse_pair[1].at(np.arange(1000)), sparse_log.cooccurrence(b, wb), atol=1e-5)
+    pairs = stats.pairwise(a, b)
+    assert np.allclose(pairs[:, :3], cosine[np.ix_(a, b[:3])], atol=1e-5)
+    assert not pairs[:, 3].any()
 
 
 def test_cold_pool_finds_the_nearest_cold_items_and_follows_index_changes() -> None:
