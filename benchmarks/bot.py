@@ -49,7 +49,13 @@ from apps.customer_service.chunking import chunk_documents
 from apps.customer_service.kb_index import KbIndex, build_kb_index
 from apps.customer_service.knowledge_base import load_knowledge_base
 from apps.customer_service.settings import APP_DIR, EMBEDDER_NAME, INTENT_NAME, RERANKER_NAME
-from apps.customer_service.tuning import record_intent_fallback, record_retrieval, same_model, tuned_file
+from apps.customer_service.tuning import (
+    fusion_entry,
+    record_intent_fallback,
+    record_retrieval,
+    same_model,
+    tuned_file,
+)
 from benchmarks import datasets
 from benchmarks.quality import machine
 from core.artifacts import data_record
@@ -61,6 +67,7 @@ log = logging.getLogger("benchmarks.bot")
 OUTPUT = datasets.REPO_ROOT / "var" / "bench" / "bot.json"
 PARTS = ("retrieval", "intents", "diet")
 RERANK_WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # re-ranker shares tried on dev (the rest of the score: cosine)
+INTENT_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)  # intent fusion weights tried on dev
 TOKEN = re.compile(r"\w+")
 
 
@@ -130,6 +137,79 @@ def pick_rerank_weight(first: np.ndarray, order: np.ndarray, rerank: np.ndarray,
     """The re-ranker's share with the best dev (Hit@1, MRR@10); ties go to the larger share."""
     table = {w: metrics(fuse(first, order, rerank, w), relevant) for w in weights}
     best = max(sorted(table, reverse=True), key=lambda w: (table[w]["hit1"], table[w]["mrr10"]))
+    return best, {str(w): {"hit1": m["hit1"], "mrr10": m["mrr10"]} for w, m in table.items()}
+
+
+def intent_doc_probs(probabilities: np.ndarray, classes: list[str], documents) -> np.ndarray:
+    """(queries, documents): the classifier's probability of each document's intent (0 for untagged pages)."""
+    column = {name: i for i, name in enumerate(classes)}
+    result = np.zeros((len(probabilities), len(documents)), dtype=np.float32)
+    for d, doc in enumerate(documents):
+        if doc.intent in column:
+            result[:, d] = probabilities[:, column[doc.intent]]
+    return result
+
+
+def intent_candidates(doc_probs: np.ndarray, documents, top: int, floor: float) -> np.ndarray:
+    """(queries, documents) bool: the documents of each query's ``top`` most probable intents with p >= ``floor``.
+
+    As the bot's Retriever adds them (``RetrievalConfig.intent_candidates`` / ``intent_floor``).
+    """
+    intents = sorted({doc.intent for doc in documents if doc.intent})
+    members = {name: [d for d, doc in enumerate(documents) if doc.intent == name] for name in intents}
+    per_intent = np.stack([doc_probs[:, members[name][0]] for name in intents], axis=1)  # (queries, intents)
+    mask = np.zeros(doc_probs.shape, dtype=bool)
+    for row, probs in enumerate(per_intent):
+        for i in np.argsort(-probs, kind="stable")[:top]:
+            if probs[i] >= floor:
+                mask[row, members[intents[i]]] = True
+    return mask
+
+
+def top_candidates(first: np.ndarray, top: int) -> np.ndarray:
+    """(queries, documents) bool: each query's ``top`` documents by ``first``."""
+    mask = np.zeros(first.shape, dtype=bool)
+    np.put_along_axis(mask, np.argsort(-first, axis=1, kind="stable")[:, :top], True, axis=1)
+    return mask
+
+
+def rerank_matrix(reranker, documents, queries: list[str], mask: np.ndarray, order: np.ndarray | None = None,
+                  known: np.ndarray | None = None) -> np.ndarray:
+    """(queries, documents) cross-encoder scores of the pairs in ``mask`` (NaN elsewhere); pairs already
+    scored by :func:`rerank_candidates` (``order``, ``known``) are reused, only the rest are scored."""
+    scores = np.full(mask.shape, np.nan, dtype=np.float32)
+    if order is not None:
+        np.put_along_axis(scores, order, known, axis=1)
+    todo = np.argwhere(mask & np.isnan(scores))
+    if len(todo):
+        text = {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
+        pairs = [(queries[q], text[int(d)]) for q, d in todo]
+        flat = reranker.model.predict(pairs, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
+        scores[todo[:, 0], todo[:, 1]] = np.asarray(flat, dtype=np.float32)
+    return scores
+
+
+def fuse_intents(first: np.ndarray, candidates: np.ndarray, doc_probs: np.ndarray, intent_weight: float,
+                 rerank: np.ndarray | None = None, rerank_weight: float = 1.0) -> np.ndarray:
+    """Intent-fused scores, as the bot's Retriever computes them: each candidate gets its score (the re-ranker
+    blended with cosine when ``rerank`` is given, else cosine) ``+ intent_weight * p(its intent)``; the
+    other documents keep their order below every candidate."""
+    base = first if rerank is None else rerank_weight * rerank + (1 - rerank_weight) * first
+    fused = first - 1e3
+    fused[candidates] = base[candidates] + intent_weight * doc_probs[candidates]
+    return fused
+
+
+def pick_intent_weight(inputs: tuple, rerank_weight: float, relevant: list[set[int]],
+                       weights: tuple[float, ...]) -> tuple[float, dict]:
+    """The intent weight with the best dev (Hit@1, MRR@10); ties go to the smaller weight.
+
+    ``inputs``: :func:`fuse_intents`'s (first, candidates, doc_probs, rerank) for the dev queries.
+    """
+    first, candidates, doc_probs, rerank = inputs
+    table = {w: metrics(fuse_intents(first, candidates, doc_probs, w, rerank, rerank_weight), relevant)
+             for w in weights}
+    best = max(sorted(table), key=lambda w: (table[w]["hit1"], table[w]["mrr10"]))
     return best, {str(w): {"hit1": m["hit1"], "mrr10": m["mrr10"]} for w, m in table.items()}
 
 
@@ -216,6 +296,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
     results = {"bm25": metrics(bm25_scores(documents, test.texts, doc_ids), relevant)}
     log.info("bm25: %s", results["bm25"])
 
+    intent_path = retrieval_intent_model(args, registry)  # checked before any training
     used: dict = {"reused": True}
     if args.reuse_models:
         embedder_path, reranker_path = registry.path(EMBEDDER_NAME, "latest"), None
@@ -239,6 +320,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
             log.info("%s: %s", name, results[name])
     dev_relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in dev.labels]
     weight, weight_table = None, None
+    dev_order = dev_rerank = order = rerank = None
     if reranker_path is not None:
         reranker = Reranker.load(reranker_path)
         dev_order, dev_rerank = rerank_candidates(reranker, documents, dev.texts, dev_scores["finetuned"],
@@ -252,6 +334,15 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
         final_scores["finetuned_rerank"] = fuse(final_scores["finetuned"], order, rerank, weight)
         results["finetuned_rerank"] = metrics(final_scores["finetuned_rerank"], relevant)
         log.info("finetuned_rerank: %s", results["finetuned_rerank"])
+    fusion_setup = None
+    if intent_path is not None:
+        reranked = None if reranker_path is None else {"reranker": reranker, "weight": weight,
+                                                        "dev": (dev_order, dev_rerank), "test": (order, rerank)}
+        fusion_setup = run_intent_fusion(args, intent_path, documents, dev, test, dev_scores, final_scores,
+                                         dev_relevant, reranked)
+        for name in fusion_setup["methods"]:
+            results[name] = metrics(final_scores[name], relevant)
+            log.info("%s: %s", name, results[name])
     thresholds, dev_results = {}, {}
     for name, scores in dev_scores.items():
         top = scores.argmax(axis=1)
@@ -259,14 +350,83 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
         thresholds[name] = suggest_thresholds(scores.max(axis=1), correct)
         dev_results[name] = metrics(scores, dev_relevant)
     promotions = promote_if_better(registry, dev_results, embedder_path, reranker_path)
-    recorded = record_retrieval_thresholds(registry, thresholds, embedder_path, reranker_path, len(dev), weight)
+    recorded = record_retrieval_thresholds(registry, thresholds, embedder_path, reranker_path, len(dev), weight,
+                                           fusion_setup)
     return {"retrieval": results, "retrieval_dev": dev_results, "retrieval_dev_thresholds": thresholds,
             "retrieval_promotions": promotions, "retrieval_thresholds_recorded": recorded,
             "retrieval_setup": {"documents": len(documents), "test_queries": len(test), "dev_queries": len(dev),
                                 "embedder": str(embedder_path), "reranker": str(reranker_path), "training": used,
                                 "rerank_top": args.rerank_top, "rerank_weight": weight,
-                                "rerank_weight_dev": weight_table, "max_seq_length": args.max_seq_length,
+                                "rerank_weight_dev": weight_table, "intent_fusion": fusion_setup,
+                                "max_seq_length": args.max_seq_length,
                                 "seconds": round(time.monotonic() - started, 1)}}
+
+
+def retrieval_intent_model(args, registry: Registry) -> Path | None:
+    """The intent classifier fused into retrieval: ``--intent-model``, else the registry's production
+    ``intent-banking77``; None (fusion skipped, logged) when there is none."""
+    if args.intent_model is not None:
+        path = Path(args.intent_model)
+        if not path.is_dir():
+            raise SystemExit(f"--intent-model {path}: no such classifier folder; expected a core classifier artifact "
+                             f"(e.g. var/models/{INTENT_NAME}/v1)")
+        return path
+    found = _production(registry, INTENT_NAME)
+    if found is None:
+        log.info("no production %s in the registry: skipping intent fusion (train it with `make bench-quality` or "
+                 "pass --intent-model)", INTENT_NAME)
+        return None
+    return Path(found)
+
+
+def run_intent_fusion(args, intent_path: Path, documents, dev, test, dev_scores: dict, final_scores: dict,
+                      dev_relevant: list[set[int]], reranked: dict | None) -> dict:
+    """Fuse the intent classifier's probabilities into the fine-tuned (+ re-ranked) scores, as the bot does.
+
+    Candidates: the top ``--rerank-top`` documents by the fine-tuned embedder plus the documents of the
+    classifier's top intents (``RetrievalConfig.intent_candidates`` / ``intent_floor``); the re-ranker
+    also scores the added ones. The weight is picked on dev. Adds ``<method>_intent`` to both score dicts.
+    """
+    from apps.customer_service.retrieval import RetrievalConfig
+    from core.inference.classifier import TextClassifier
+
+    started = time.monotonic()
+    config = RetrievalConfig()
+    classifier = TextClassifier.load(intent_path)
+    probs = {"dev": intent_doc_probs(classifier.predict(dev.texts).probabilities, classifier.classes, documents),
+             "test": intent_doc_probs(classifier.predict(test.texts).probabilities, classifier.classes, documents)}
+    del classifier
+    texts = {"dev": dev.texts, "test": test.texts}
+    scores = {"dev": dev_scores, "test": final_scores}
+    weights = (args.intent_weight,) if args.intent_weight is not None else INTENT_WEIGHTS
+    setup: dict = {"intent_model": str(intent_path), "intent_candidates": config.intent_candidates,
+                   "intent_floor": config.intent_floor, "methods": {}}
+    for method in ("finetuned", "finetuned_rerank"):
+        if method == "finetuned_rerank" and reranked is None:
+            continue
+        inputs = {}
+        for split in ("dev", "test"):
+            first = scores[split]["finetuned"]
+            mask = top_candidates(first, args.rerank_top) | intent_candidates(probs[split], documents,
+                                                                              config.intent_candidates,
+                                                                              config.intent_floor)
+            rerank = None
+            if method == "finetuned_rerank":
+                order, known = reranked[split]
+                rerank = rerank_matrix(reranked["reranker"], documents, texts[split], mask, order, known)
+            inputs[split] = (first, mask, probs[split], rerank)
+        rerank_weight = reranked["weight"] if method == "finetuned_rerank" else 1.0
+        best, table = pick_intent_weight(inputs["dev"], rerank_weight, dev_relevant, weights)
+        name = f"{method}_intent"
+        for split, found in (("dev", dev_scores), ("test", final_scores)):
+            first, mask, doc_probs, rerank = inputs[split]
+            found[name] = fuse_intents(first, mask, doc_probs, best, rerank, rerank_weight)
+        added = float((inputs["test"][1] & ~top_candidates(inputs["test"][0], args.rerank_top)).sum(axis=1).mean())
+        setup["methods"][name] = {"intent_weight": best, "intent_weight_dev": table,
+                                  "added_candidates_per_query": round(added, 2)}
+        log.info("%s: intent weight %s (dev: %s)", name, best, table)
+    setup["seconds"] = round(time.monotonic() - started, 1)
+    return setup
 
 
 def promote_if_better(registry: Registry, dev: dict, embedder_path: Path, reranker_path: Path | None) -> dict:
@@ -294,11 +454,13 @@ def promote_if_better(registry: Registry, dev: dict, embedder_path: Path, rerank
 
 
 def record_retrieval_thresholds(registry: Registry, thresholds: dict, embedder_path: Path,
-                                reranker_path: Path | None, dev_queries: int, weight: float | None) -> dict | None:
+                                reranker_path: Path | None, dev_queries: int, weight: float | None,
+                                fusion_setup: dict | None = None) -> dict | None:
     """Store the dev-tuned answer/clarify thresholds for the models the bot now runs in production.
 
     Only when the production embedder is the one just evaluated; with the re-ranker's scale when
-    the production re-ranker is the one just evaluated, the cosine scale when there is none.
+    the production re-ranker is the one just evaluated, the cosine scale when there is none. The
+    intent fusion of that method (weight, fused thresholds, classifier) rides along when it was run.
     """
     production = {name: _production(registry, name) for name in (EMBEDDER_NAME, RERANKER_NAME)}
     if not same_model(production[EMBEDDER_NAME], str(embedder_path)):
@@ -315,8 +477,22 @@ def record_retrieval_thresholds(registry: Registry, thresholds: dict, embedder_p
     if tuned["answer"] is None or tuned["clarify"] is None:
         log.warning("thresholds not recorded: no %s threshold reaches its dev precision: %s", method, tuned)
         return None
+    fusion = None
+    fused_method = f"{method}_intent"
+    if fusion_setup is not None and fused_method in fusion_setup["methods"]:
+        fused = thresholds[fused_method]
+        if fused["answer"] is None or fused["clarify"] is None:
+            log.warning("intent fusion not recorded: no %s threshold reaches its dev precision: %s", fused_method,
+                        fused)
+        else:
+            fusion = fusion_entry(fusion_setup["intent_model"], fusion_setup["methods"][fused_method]["intent_weight"],
+                                  answer=fused["answer"], clarify=min(fused["clarify"], fused["answer"]),
+                                  method=fused_method, answer_coverage=fused["answer_coverage"],
+                                  clarify_coverage=fused["clarify_coverage"],
+                                  intent_candidates=fusion_setup["intent_candidates"],
+                                  intent_floor=fusion_setup["intent_floor"])
     return record_retrieval(tuned_path(), str(embedder_path), reranker, answer=tuned["answer"],
-                            clarify=min(tuned["clarify"], tuned["answer"]),
+                            clarify=min(tuned["clarify"], tuned["answer"]), fusion=fusion,
                             rerank_weight=weight if reranker else 1.0, method=method, dev_queries=dev_queries,
                             answer_coverage=tuned["answer_coverage"], clarify_coverage=tuned["clarify_coverage"],
                             source="make bench-bot (retrieval): lowest dev scores with >= 95% / 80% right")
@@ -533,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerank-weight", type=float,
                         help="re-ranker share of the final score, the rest the embedder's cosine (default: the best of "
                              f"{', '.join(map(str, RERANK_WEIGHTS))} on dev)")
+    parser.add_argument("--intent-model", type=Path,
+                        help="intent classifier fused into retrieval (default: the registry's production "
+                             f"{INTENT_NAME}; without one the fusion is skipped)")
+    parser.add_argument("--intent-weight", type=float,
+                        help="weight of the intent probability in the fused score (default: the best of "
+                             f"{', '.join(map(str, INTENT_WEIGHTS))} on dev)")
     parser.add_argument("--max-seq-length", type=int, default=64,
                         help="embedder tokens per text (default 64)")
     parser.add_argument("--reuse-models", action="store_true",

@@ -128,7 +128,11 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
              "intent_fallback_source": settings.threshold_sources["intent_fallback"],
              "embedder": settings.embedder, "reranker": settings.reranker, "retrieval_scale": scale,
              "answer": getattr(settings.retrieval, scale).answer, "clarify": getattr(settings.retrieval, scale).clarify,
-             "retrieval_source": settings.threshold_sources["retrieval"]}
+             "retrieval_source": settings.threshold_sources["retrieval"],
+             "intent_weight": settings.retrieval.intent_weight,
+             "fused_answer": settings.retrieval.fused.answer, "fused_clarify": settings.retrieval.fused.clarify,
+             "intent_fusion_source": settings.threshold_sources.get("intent_fusion",
+                                                                    "off (not tuned for these models)")}
     print(json.dumps(shown, indent=2))
     return 0
 

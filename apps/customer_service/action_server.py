@@ -61,6 +61,8 @@ def load_services(settings: BotSettings) -> Services:
     log.info("thresholds: retrieval %s (%s); intent fallback %s (%s)", settings.retrieval.rerank if reranker
              else settings.retrieval.cosine, settings.threshold_sources.get("retrieval"), settings.intent_fallback,
              settings.threshold_sources.get("intent_fallback"))
+    log.info("intent fusion: weight %s, fused %s (%s)", settings.retrieval.intent_weight, settings.retrieval.fused,
+             settings.threshold_sources.get("intent_fusion", "off: not tuned for these models"))
     return Services(retriever, TicketStore(settings.tickets_db), intents)
 
 

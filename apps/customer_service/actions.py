@@ -42,6 +42,23 @@ def latest_text(tracker: Tracker) -> str:
     return text.strip()[:MAX_MESSAGE_CHARS] if isinstance(text, str) else ""
 
 
+def intent_ranking(tracker: Tracker) -> dict[str, float]:
+    """The latest message's intent ranking as intent -> confidence (for intent fusion in retrieval).
+
+    ``nlu_fallback`` (FallbackClassifier's threshold, not a probability) and entries that are not a
+    name with a confidence in [0, 1] are skipped: a malformed ranking never stops the answer.
+    """
+    ranking = tracker.latest_message.get("intent_ranking") or []
+    scores: dict[str, float] = {}
+    for entry in ranking if isinstance(ranking, list) else []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        confidence = entry.get("confidence") if isinstance(entry, dict) else None
+        numeric = isinstance(confidence, int | float) and not isinstance(confidence, bool)
+        if isinstance(name, str) and name != "nlu_fallback" and numeric and 0.0 <= confidence <= 1.0:
+            scores.setdefault(name, float(confidence))
+    return scores
+
+
 def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: TicketStore,
                    reason: str) -> list[dict[str, Any]]:
     """Open a ticket with the masked transcript and tell the customer its number."""
@@ -55,7 +72,10 @@ def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: 
 
 
 class ActionAnswerFromKb(Action):
-    """Retrieve, re-rank and answer with a cited passage; clarify once when unsure; hand off below that."""
+    """Retrieve, re-rank and answer with a cited passage; clarify once when unsure; hand off below that.
+
+    The latest message's ``intent_ranking`` goes to the retriever, which fuses it in when tuned to.
+    """
 
     def __init__(self, retriever: Retriever, tickets: TicketStore) -> None:
         self.retriever = retriever
@@ -70,7 +90,7 @@ class ActionAnswerFromKb(Action):
             dispatcher.utter_message(text="Could you type your question? I didn't get any text.")
             return []
         try:
-            answer = self.retriever.answer(question)
+            answer = self.retriever.answer(question, intent_scores=intent_ranking(tracker) or None)
         except (KbIndexError, OSError, RuntimeError, ValueError):
             log.exception("knowledge-base lookup failed for %r", mask_pii(question))
             dispatcher.utter_message(text=CANNOT_ANSWER, json_message={"kb": {"decision": "unavailable"}})

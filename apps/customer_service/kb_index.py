@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,18 @@ class KbIndex:
     chunks: list[Chunk]
     entry_chunks: np.ndarray  # (entries,) int64
     vectors: VectorIndex
+    by_intent: dict[str, tuple[int, ...]] = field(init=False, repr=False)  # intent -> its passages' chunk ids
+
+    def __post_init__(self) -> None:
+        by_intent: dict[str, list[int]] = {}
+        for chunk in self.chunks:
+            if chunk.intent:
+                by_intent.setdefault(chunk.intent, []).append(chunk.chunk_id)
+        self.by_intent = {name: tuple(ids) for name, ids in by_intent.items()}
+
+    def chunks_of_intent(self, intent: str) -> tuple[int, ...]:
+        """The chunk ids of the passages tagged with ``intent`` (none for an intent the KB lacks)."""
+        return self.by_intent.get(intent, ())
 
     @classmethod
     def load(cls, folder: Path) -> KbIndex:
@@ -142,3 +154,18 @@ class KbIndex:
                     break
             results.append([(self.chunks[c], s) for c, s in best.items()])
         return results
+
+    def cosines(self, query_vector: np.ndarray, chunk_ids: list[int]) -> dict[int, float]:
+        """Best-entry cosine of each passage in ``chunk_ids`` for one query (1, dim).
+
+        Searches every entry: exact with the flat index the KB uses, and cheap at KB size (hundreds
+        of entries); used for the few passages intent fusion adds that FAISS's top k missed.
+        """
+        wanted, best = set(chunk_ids), {}
+        scores, ids = self.vectors.search(query_vector, len(self.entry_chunks))
+        for score, entry in zip(scores[0], ids[0], strict=True):
+            if entry >= 0:
+                chunk_id = int(self.entry_chunks[entry])
+                if chunk_id in wanted and chunk_id not in best:
+                    best[chunk_id] = float(score)
+        return best

@@ -14,7 +14,13 @@ Format::
                          "coverage": 0.9655, "dev_queries": 1540, "tuned_at": "..."},
      "retrieval": {"embedder": "/.../kb-embedder/v1", "reranker": "/.../kb-reranker/v1" | null,
                    "answer": 0.61, "clarify": 0.12, "rerank_weight": 0.75, "answer_coverage": ...,
-                   "clarify_coverage": ..., "dev_queries": 1000, "tuned_at": "..."}}
+                   "clarify_coverage": ..., "dev_queries": 1000, "tuned_at": "...",
+                   "fusion": {"intent_model": "/.../intent-banking77/v1", "intent_weight": 1.0,
+                              "answer": 1.2, "clarify": 0.9, ...} | absent}}
+
+``fusion`` (intent fusion, see ``retrieval.py``) rides on the retrieval entry: its weight and
+thresholds are on the scale of that embedder (+ re-ranker) plus one intent classifier's
+probabilities, so they apply only when all three models match.
 """
 
 from __future__ import annotations
@@ -82,14 +88,28 @@ def record_intent_fallback(path: Path, model: str, threshold: float, **details) 
 
 
 def record_retrieval(path: Path, embedder: str, reranker: str | None, answer: float, clarify: float,
-                     rerank_weight: float = 1.0, **details) -> dict:
-    """Store the answer/clarify thresholds (and the re-ranker's share) tuned on dev for this embedder (+ re-ranker)."""
+                     rerank_weight: float = 1.0, fusion: dict | None = None, **details) -> dict:
+    """Store the answer/clarify thresholds (and the re-ranker's share) tuned on dev for this embedder (+ re-ranker).
+
+    ``fusion``: the intent fusion tuned on the same scores (:func:`fusion_entry`), or None.
+    """
     Thresholds(answer=answer, clarify=clarify)  # validates clarify <= answer
     RetrievalConfig(rerank_weight=rerank_weight)  # validates the share
+    extra = {} if fusion is None else {"fusion": fusion}
     return _write_entry(path, "retrieval", {"embedder": str(embedder), "reranker": None if reranker is None
                                             else str(reranker), "answer": round(float(answer), 4),
                                             "clarify": round(float(clarify), 4),
-                                            "rerank_weight": round(float(rerank_weight), 4), **details})
+                                            "rerank_weight": round(float(rerank_weight), 4), **details, **extra})
+
+
+def fusion_entry(intent_model: str, intent_weight: float, answer: float, clarify: float, **details) -> dict:
+    """The intent fusion part of a retrieval entry: the classifier, its weight and the fused thresholds."""
+    Thresholds(answer=answer, clarify=clarify)
+    RetrievalConfig(intent_weight=intent_weight)  # validates the weight
+    if intent_weight <= 0:
+        raise ValueError(f"intent_weight={intent_weight}; a recorded fusion needs a weight > 0")
+    return {"intent_model": str(intent_model), "intent_weight": round(float(intent_weight), 4),
+            "answer": round(float(answer), 4), "clarify": round(float(clarify), 4), **details}
 
 
 def apply_tuned(settings: BotSettings, path: Path) -> BotSettings:
@@ -108,6 +128,13 @@ def apply_tuned(settings: BotSettings, path: Path) -> BotSettings:
         weight = float(entry.get("rerank_weight", 1.0)) if settings.reranker else settings.retrieval.rerank_weight
         settings = replace(settings, retrieval=replace(settings.retrieval, rerank_weight=weight, **{scale: tuned}))
         sources["retrieval"] = f"tuned on dev ({path}, {entry.get('tuned_at', '?')})"
+        fusion = entry.get("fusion")
+        if isinstance(fusion, dict) and same_model(fusion.get("intent_model"), settings.intent_model):
+            fused = Thresholds(answer=float(fusion["answer"]), clarify=float(fusion["clarify"]))
+            settings = replace(settings, retrieval=replace(settings.retrieval, fused=fused,
+                                                           intent_weight=float(fusion["intent_weight"])))
+            sources["intent_fusion"] = (f"tuned on dev ({path}, {entry.get('tuned_at', '?')}) for "
+                                        f"{fusion['intent_model']}")
     return replace(settings, threshold_sources=sources)
 
 
