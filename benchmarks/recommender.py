@@ -27,8 +27,10 @@ lead the app gives never-tried items.
 
 Speed (synthetic catalogs, the model-free hashing encoder so that the ranking path is what
 is timed): single-request latency in process and over HTTP (``serve`` in a subprocess with one
-worker and with ``--http-workers``, 8 concurrent clients), ANN recall@10 of the item index
-against exact search, and whether an upserted item is visible to the next request.
+worker and with ``--http-workers``, 8 concurrent keep-alive connections from the lean load
+generator in :mod:`benchmarks.http_load`, so that the client takes little of the 2 cores), ANN
+recall@10 of the item index against exact search, and whether an upserted item is visible to the
+next request.
 
     python -m benchmarks.recommender                       # everything -> var/bench/recommender.json
     python -m benchmarks.recommender --max-users 100 --pairs 2000 --skip-speed   # a quick check

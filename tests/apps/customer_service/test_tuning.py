@@ -98,3 +98,37 @@ def test_import_from_bench_figures(tmp_path: Path, models: dict[str, Path]) -> N
     figures.write_text(json.dumps({"intent_accuracy_core": 0.93}))
     with pytest.raises(TunedFileError, match="no intent_model / fallback_threshold_dev.answer"):
         import_bench_fallback(figures, tuned)
+
+
+def test_intent_fusion_round_trip_applies_only_with_its_classifier(tmp_path: Path, models: dict[str, Path]) -> None:
+    from apps.customer_service.tuning import fusion_entry
+
+    tuned = tmp_path / "tuned.json"
+    fusion = fusion_entry(str(models["classifier"]), 1.0, answer=1.31, clarify=0.92, method="finetuned_rerank_intent")
+    record_retrieval(tuned, str(models["embedder"]), str(models["reranker"]), answer=0.61, clarify=0.12,
+                     rerank_weight=0.75, fusion=fusion)
+    stored = json.loads(tuned.read_text())["retrieval"]["fusion"]
+    assert stored == {"intent_model": str(models["classifier"]), "intent_weight": 1.0, "answer": 1.31,
+                      "clarify": 0.92, "method": "finetuned_rerank_intent"}
+
+    all_three = settings_from_env(env_for(tmp_path, tuned, CS_INTENT_MODEL=str(models["classifier"]),
+                                          CS_EMBEDDER=str(models["embedder"]), CS_RERANKER=str(models["reranker"])))
+    assert all_three.retrieval.intent_weight == 1.0
+    assert all_three.retrieval.fused == Thresholds(answer=1.31, clarify=0.92)
+    assert all_three.retrieval.rerank == Thresholds(answer=0.61, clarify=0.12)
+    assert all_three.threshold_sources["intent_fusion"].startswith("tuned on dev")
+
+    # another classifier: the retrieval entry still applies, the fusion stays off
+    other = settings_from_env(env_for(tmp_path, tuned, CS_INTENT_MODEL=str(models["other-classifier"]),
+                                      CS_EMBEDDER=str(models["embedder"]), CS_RERANKER=str(models["reranker"])))
+    assert other.retrieval.rerank == Thresholds(answer=0.61, clarify=0.12)
+    assert other.retrieval.intent_weight == 0.0 and "intent_fusion" not in other.threshold_sources
+    # the classifier but another re-ranker (none): nothing of the entry applies
+    no_reranker = settings_from_env(env_for(tmp_path, tuned, CS_INTENT_MODEL=str(models["classifier"]),
+                                            CS_EMBEDDER=str(models["embedder"]), CS_RERANKER="none"))
+    assert no_reranker.retrieval.intent_weight == 0.0
+
+    with pytest.raises(ValueError, match="intent_weight=0.0; a recorded fusion needs a weight > 0"):
+        fusion_entry("m", 0.0, answer=1.0, clarify=0.5)
+    with pytest.raises(ValueError, match="clarify threshold 2.0 is above"):
+        fusion_entry("m", 1.0, answer=1.0, clarify=2.0)
