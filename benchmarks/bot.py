@@ -10,6 +10,11 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
   All retrieve from the same entries the bot indexes (passages + example questions), scored per
   document by its best entry. The answer/clarify thresholds are tuned on dev and recorded for the
   production models in the bot's tuned-thresholds file (apps/customer_service/tuning.py).
+  Intent fusion (``finetuned_rerank_intent``, and ``finetuned_intent`` without re-ranking): the
+  production ``intent-banking77`` classifier's probabilities (``--intent-model``; skipped with a log
+  line when there is none) fused as the bot's Retriever does: candidates = the top ``--rerank-top``
+  documents + the documents of the top 3 intents (p >= 0.05), score + ``w * p(document's intent)``,
+  ``w`` picked on dev (``--intent-weight``); its weight and fused thresholds are recorded too.
 * ``intents``: test accuracy of core's classifier alone (``intent-banking77``, trained by
   ``make bench-quality``, or here with ``--train-classifier``) and through the running Rasa server
   (``/model/parse``) with that classifier behind ``CoreIntentClassifier``; reply latency p50/p95
