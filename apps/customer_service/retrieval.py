@@ -17,6 +17,7 @@ intents (probability >= ``intent_floor``, at most ``intent_candidates`` intents)
 answer is reachable when FAISS missed it, and each hit scores ``score + intent_weight *
 p(hit's intent)`` (0 for untagged general pages). That score has its own scale, so the decision
 then uses the third pair, ``fused``. ``make bench-bot`` picks the weight and those thresholds on dev.
+A ranking with no intent the knowledge base has (small talk only) leaves retrieval as without one.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ class Retriever:
         probs = check_intent_scores(intent_scores) if cfg.intent_weight > 0 and intent_scores else None
         reranking = self.reranker is not None and cfg.use_reranker
         index = self._current()
+        if probs:  # only intents with passages say anything about passages (a small-talk-only ranking: no fusion)
+            probs = {name: p for name, p in probs.items() if index.chunks_of_intent(name)} or None
         vector = self.encode([query])
         found = index.search(vector, max(k, cfg.candidates) if reranking or probs else k)[0]
         hits = [Hit(chunk, cosine, cosine) for chunk, cosine in found]
@@ -190,8 +193,7 @@ class Retriever:
     def _intent_hits(self, index: KbIndex, vector, probs: dict[str, float], present: set[int]) -> list[Hit]:
         """Passages of the top intents that FAISS did not return, with their cosine."""
         cfg = self.config
-        top = [name for name, p in sorted(probs.items(), key=lambda item: -item[1])
-               if p >= cfg.intent_floor and index.chunks_of_intent(name)]  # small talk has no passages
+        top = [name for name, p in sorted(probs.items(), key=lambda item: -item[1]) if p >= cfg.intent_floor]
         wanted = [c for name in top[: cfg.intent_candidates] for c in index.chunks_of_intent(name) if c not in present]
         if not wanted:
             return []

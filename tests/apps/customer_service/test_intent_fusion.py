@@ -60,6 +60,8 @@ def test_small_talk_intents_take_no_candidate_slot(small_index: KbIndex, embedde
     assert hits[0].chunk.intent == "card_arrival"
     below_floor = retriever.search(QUERY, intent_scores={"card_arrival": 0.01})  # under intent_floor: not added
     assert below_floor[0].chunk.intent == "lost_or_stolen_card"
+    only_small_talk = retriever.search(QUERY, intent_scores={"greet": 0.9})  # says nothing about passages
+    assert only_small_talk[0].intent_prob is None and only_small_talk[0].chunk.intent == "lost_or_stolen_card"
 
 
 def test_the_fused_thresholds_decide(small_index: KbIndex, embedder) -> None:
