@@ -96,17 +96,10 @@ class InteractionStats:
 
     def cooccurrence(self, keys: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(size,) sum over history items h of ``weights[h] * cos(item, h)``; zeros without a log."""
-        scores = np.zeros(self.size, dtype=np.float32)
-        if self.empty or len(keys) == 0:
-            return scores
-        keys = np.asarray(keys, dtype=np.int64)
-        inside = (keys >= 0) & (keys < self.size)
-        w = np.zeros(self.size, dtype=np.float32)
-        np.add.at(w, keys[inside], np.asarray(weights, dtype=np.float32)[inside])
-        w *= self._inv_sqrt
-        per_user = self._x @ w             # (users,)
-        scores = self._xt @ per_user       # (size,)
-        return (scores * self._inv_sqrt).astype(np.float32)
+        scores, _ = self.cooccurrence_pair(keys, weights, np.zeros(0, np.int64), np.zeros(0, np.float32))
+        dense = np.zeros(self.size, dtype=np.float32)
+        dense[scores.keys] = scores.values
+        return dense
 
     def cooccurrence_pair(self, keys_a: np.ndarray, weights_a: np.ndarray, keys_b: np.ndarray,
                           weights_b: np.ndarray) -> tuple[SparseScores, SparseScores]:

@@ -39,14 +39,16 @@ def test_logistic_regression_learns_the_informative_feature() -> None:
     assert weights["cooc_recent"] == max(weights.values())
 
 
-def test_cooccurrence_pair_matches_two_single_passes() -> None:
+def test_cooccurrence_pair_scores_both_histories_and_ignores_keys_outside_the_log() -> None:
     stats = InteractionStats.from_histories({"u": [0, 1, 3], "v": [0, 1], "w": [1, 2], "x": [2, 3]}, size=5)
     a, wa, b, wb = np.array([0, 2]), np.array([1.0, 0.5]), np.array([1, 3, 9]), np.array([0.3, 1.0, 1.0])
     pair = stats.cooccurrence_pair(a, wa, b, wb)
     everything = np.arange(stats.size)
-    assert np.allclose(pair[0].at(everything), stats.cooccurrence(a, wa))
-    assert np.allclose(pair[1].at(everything), stats.cooccurrence(b, wb))
-    assert set(pair[0].top(2).tolist()) == set(np.argsort(-stats.cooccurrence(a, wa))[:2].tolist())
+    cos = stats.pairwise(everything, everything)
+    assert np.allclose(pair[0].at(everything), cos[:, a] @ wa)
+    assert np.allclose(pair[1].at(everything), cos[:, b[:2]] @ wb[:2])  # key 9 is not in the log
+    assert set(pair[0].top(2).tolist()) == set(np.argsort(-(cos[:, a] @ wa))[:2].tolist())
+    assert np.allclose(stats.cooccurrence(a, wa), pair[0].at(everything))
 
 
 def test_fast_cooccurrence_and_pairwise_match_the_dense_formula() -> None:
