@@ -115,13 +115,18 @@ def metrics(scores: np.ndarray, relevant: list[set[int]]) -> dict:
             "mrr10": round(found["mrr@10"], 4), "queries": found["queries"]}
 
 
+def rerank_texts(documents) -> dict[int, str]:
+    """Each document as the cross-encoder reads it: title, then the body on one line."""
+    return {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
+
+
 def rerank_candidates(reranker, documents, queries: list[str], first: np.ndarray,
                       top: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """The cross-encoder's scores of each query's ``top`` documents by ``first``.
 
     Returns (order, scores), both (queries, top): the candidates' document indices and their scores.
     """
-    text = {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
+    text = rerank_texts(documents)
     order = np.argsort(-first, axis=1, kind="stable")[:, :top]  # (queries, top)
     pairs = [(q, text[int(d)]) for q, row in zip(queries, order, strict=True) for d in row]
     flat = reranker.model.predict(pairs, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
@@ -187,7 +192,7 @@ def rerank_matrix(reranker, documents, queries: list[str], mask: np.ndarray, ord
         np.put_along_axis(scores, order, known, axis=1)
     todo = np.argwhere(mask & np.isnan(scores))
     if len(todo):
-        text = {i: f"{doc.title}. {' '.join(doc.body.split())}" for i, doc in enumerate(documents)}
+        text = rerank_texts(documents)
         pairs = [(queries[q], text[int(d)]) for q, d in todo]
         flat = reranker.model.predict(pairs, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
         scores[todo[:, 0], todo[:, 1]] = np.asarray(flat, dtype=np.float32)
