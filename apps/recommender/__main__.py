@@ -2,4 +2,5 @@
 
 from apps.recommender.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a ranking process (spawn) imports it
+    raise SystemExit(main())

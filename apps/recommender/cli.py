@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from apps.recommender.api import create_app
+    from apps.recommender.pool import RankingPool
 
     config = _config(args)
 
@@ -72,16 +73,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         uvicorn.run(create_app(factory=factory), host=args.host, port=args.port, log_level=args.log_level.lower())
         return 0
-    # Worker processes (ranking is CPU work under the GIL: one process per core). Each loads the store named
-    # by the environment and catches up with the others' writes per request (see Recommender.sync).
+    # One HTTP process hands each call to an idle ranking process (see apps.recommender.pool); each loads the
+    # store and catches up with the others' writes per request (see Recommender.sync).
     if args.demo_if_empty:
         factory().close()
-    os.environ["TEXTML_RECOMMENDER_DIR"] = str(config.store_dir)
-    for name, value in (("TEXTML_RECOMMENDER_EMBEDDER", config.embedder), ("TEXTML_RECOMMENDER_DEVICE", config.device)):
-        if value:
-            os.environ[name] = value
-    uvicorn.run("apps.recommender.api:app_from_env", factory=True, workers=args.workers, host=args.host,
-                port=args.port, log_level=args.log_level.lower())
+    pool = RankingPool(config, args.workers, log_level=args.log_level.upper())
+    uvicorn.run(create_app(pool=pool), host=args.host, port=args.port, log_level=args.log_level.lower())
     return 0
 
 
@@ -180,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-if-empty", action="store_true",
                        help="load the shipped demo catalog when the store holds no items (for make up)")
     serve.add_argument("--workers", type=int, default=1,
-                       help="service processes sharing the store (default 1); one per CPU core serves more "
-                            "concurrent requests, each process holding its own copy of the index")
+                       help="ranking processes behind the one HTTP process (default 1: rank in the HTTP process); "
+                            "one per CPU core serves more concurrent requests, each holding its own copy of "
+                            "the index")
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser("load", help="upsert items from a CSV/JSONL file (all rows validated first)")
