@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -37,8 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def _response(result: Recommendations) -> RecommendResponse:
-    return RecommendResponse(items=[asdict(item) for item in result.items], unknown_ids=result.unknown_ids,
-                             note=result.note)
+    return RecommendResponse.model_validate(result)  # attribute by attribute, in pydantic's compiled core
 
 
 class InProcess:

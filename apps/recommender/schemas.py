@@ -35,6 +35,8 @@ class RecommendRequest(BaseModel):
 
 
 class RecommendedItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read straight from the Recommendation dataclass
+
     id: str
     score: float
     explanation: str
@@ -44,6 +46,8 @@ class RecommendedItem(BaseModel):
 
 
 class RecommendResponse(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     items: list[RecommendedItem]
     unknown_ids: list[str] = Field(default_factory=list)
     note: str | None = None
