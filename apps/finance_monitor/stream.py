@@ -29,7 +29,7 @@ from collections.abc import Callable
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from apps.finance_monitor.engine import AlertEngine, BatchResult, Record, Scorer
@@ -47,6 +47,8 @@ class BrokerUnavailableError(RuntimeError):
 
 STALL_CHECK_S = 5.0  # idle seconds between checks that the consumer is not stuck behind unread records
 TRIM_INTERVAL_S = 2.0  # seconds between returns of freed heap to the OS
+COMMIT_RETRY_S = 1.0  # idle seconds between retries of a refused offset commit
+REBALANCE_POLL_MS = 200  # least poll timeout while a rebalance is under way (JoinGroup + SyncGroup take ms)
 
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
@@ -108,6 +110,9 @@ class StreamProcessor:
         self.stop = threading.Event()
         self._pending: list = []
         self._rewind: dict[tuple[str, int], int] = {}  # revoked partition -> first fetched, unprocessed offset
+        self._uncommitted: dict[tuple[str, int], int] = {}  # durable in SQLite, not yet committed to Kafka
+        self._last_commit_try = 0.0
+        self._refused_commits = 0  # in a row
         self._rebalances: queue.SimpleQueue = queue.SimpleQueue()  # from the listener on kafka-python's IO thread
         self._seen_records = False
         self._last_trim = 0.0
@@ -128,6 +133,7 @@ class StreamProcessor:
         self._drop_pending(gone, self._rewind)
         for partition in gone:
             self.engine.drop(partition)
+            self._uncommitted.pop(partition, None)  # the next owner commits it from the checkpoint
         log.info("partitions revoked: %s", sorted(gone))
 
     def on_assigned(self, partitions) -> None:
@@ -147,6 +153,7 @@ class StreamProcessor:
             checkpoint = self.store.checkpoint(tp.topic, tp.partition)
             if checkpoint is not None:
                 self.consumer.seek(tp, checkpoint)
+                self._uncommitted[key] = checkpoint  # Kafka's offset may lag it (a refused or lost commit)
             elif key in rewind:
                 self.consumer.seek(tp, rewind[key])
         log.info("partitions assigned: %s", sorted(assigned))
@@ -199,6 +206,8 @@ class StreamProcessor:
             last_stall_check = time.monotonic()
             while not self.stop.is_set():
                 batch = self._collect()
+                if not batch and self._uncommitted and time.monotonic() - self._last_commit_try > COMMIT_RETRY_S:
+                    self._commit()
                 if not batch:
                     if idle_exit_s is not None and time.monotonic() - last_records > idle_exit_s:
                         log.info("no input for %.0f s: stopping", idle_exit_s)
@@ -211,6 +220,7 @@ class StreamProcessor:
                 result = self._handle(batch, webhook)
                 if on_batch is not None:
                     on_batch(result)
+            self._commit()  # a stop or idle exit: a refused commit gets a last try before the group is left
         finally:
             self.metrics.ready.set(0)
             if webhook is not None:
@@ -259,8 +269,10 @@ class StreamProcessor:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            wait = min(remaining, self.config.linger_ms / 1000.0) if self._pending else remaining
-            polled = self.consumer.poll(timeout_ms=max(int(wait * 1000), 1),
+            wait_ms = int(1000 * (min(remaining, self.config.linger_ms / 1000.0) if self._pending else remaining))
+            if self._finish_rebalance():
+                wait_ms = max(wait_ms, REBALANCE_POLL_MS)  # nothing is fetched meanwhile; let the join complete
+            polled = self.consumer.poll(timeout_ms=max(wait_ms, 1),
                                         max_records=self.config.batch_size - len(self._pending))
             arrived = 0
             for records in polled.values():
@@ -273,6 +285,27 @@ class StreamProcessor:
             self._seen_records = True
             self.metrics.first_record.set(time.time())
         return self._pending
+
+    def _finish_rebalance(self) -> bool:
+        """True while a rebalance is under way; makes kafka-python finish one that a poll timeout stranded.
+
+        kafka-python 3.0.12 runs JoinGroup + SyncGroup as a task that ``poll`` awaits only while the
+        coordinator's ``need_rejoin()`` holds, and applies the result (member state, heartbeats, the
+        assignment and its listener call) only when a poll consumes that task. A leader that rejoins
+        because its metadata snapshot changed (right after start-up on a new topic) stops needing to
+        rejoin inside the task itself, so when the poll that started it timed out first (a 5 ms linger
+        poll, a loaded machine) no later poll consumes it: the member stays "rebalancing" with its
+        partitions revoked and heartbeats off, fetches nothing, never gets its assignment, and the
+        coordinator evicts it after the session timeout. Requesting a rejoin makes the next poll finish
+        (or redo) the join; the caller then polls long enough for it to complete.
+        """
+        coordinator = getattr(self.consumer, "_coordinator", None)
+        if not getattr(coordinator, "rejoining", False):
+            return False
+        if not coordinator.need_rejoin():
+            log.info("kafka-python left a rebalance unfinished after a poll timed out: finishing it")
+            coordinator.request_rejoin()
+        return True
 
     def _handle(self, batch: list, webhook: WebhookSink | None) -> BatchResult:
         started = time.monotonic()
@@ -288,13 +321,8 @@ class StreamProcessor:
         self.store.mark_published(a.alert_id for a in new_alerts)
         if new_alerts and webhook is not None:
             webhook.wake.set()
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.offsets.items()}
-        try:
-            self.consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as error:
-            # The partitions moved during the batch: the checkpoint already holds the outcome, and the new
-            # owner seeks to it, so nothing is lost or counted twice.
-            log.warning("offset commit failed (%s); the new owner resumes from the checkpoint", error)
+        self._uncommitted.update(result.offsets)
+        self._commit()
         now = time.time()
         metrics.consumed.inc(len(batch))
         metrics.scored.inc(len(result.scored))
@@ -314,6 +342,33 @@ class StreamProcessor:
             self._last_trim = time.monotonic()
             _release_free_heap()
         return result
+
+    def _commit(self) -> bool:
+        """Commit the offsets whose outcome is durable in SQLite but not yet in Kafka; True when none are left.
+
+        A refused commit (the group is rebalancing, or the coordinator evicted this member while the
+        machine was starved) is kept and retried from the loop once the next poll has rejoined the group.
+        A revocation hands the partition to its next owner, which commits the checkpoint it seeks to.
+        Without this the group's offset stayed behind for good when no further input arrived.
+        """
+        if not self._uncommitted:
+            return True
+        self._last_commit_try = time.monotonic()
+        pending = dict(self._uncommitted)
+        try:
+            self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in pending.items()})
+        except KafkaError as error:  # CommitFailedError, RebalanceInProgressError, a timeout
+            self._refused_commits += 1
+            (log.warning if self._refused_commits == 1 else log.debug)(
+                "offset commit refused (%r); kept for a retry once the group has settled", error)
+            return False
+        if self._refused_commits:
+            log.info("offsets committed after %d refused attempt(s)", self._refused_commits)
+            self._refused_commits = 0
+        for key, offset in pending.items():
+            if self._uncommitted.get(key) == offset:
+                del self._uncommitted[key]
+        return not self._uncommitted
 
     def _produce(self, messages: list[tuple[str, bytes | None, dict]], attempts: int = 3) -> None:
         """Send and wait for every broker acknowledgement; resend what failed, then raise.

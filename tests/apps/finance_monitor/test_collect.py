@@ -11,7 +11,7 @@ from kafka import TopicPartition
 from apps.finance_monitor.engine import AlertEngine
 from apps.finance_monitor.messages import MessageLimits
 from apps.finance_monitor.settings import StreamConfig
-from apps.finance_monitor.stream import StreamProcessor
+from apps.finance_monitor.stream import REBALANCE_POLL_MS, StreamProcessor
 from apps.finance_monitor.tickers import TickerExtractor
 
 from .helpers import keyword_scorer, record, rules
@@ -58,3 +58,39 @@ def test_no_input_returns_an_empty_batch_after_max_wait():
     consumer = ScriptedConsumer([])
     assert stream(consumer)._collect() == []
     assert sum(consumer.timeouts) >= 240
+
+
+class StrandedCoordinator:
+    """kafka-python 3.0.12's coordinator after a poll timed out during the leader's rejoin: JoinGroup and
+    SyncGroup completed on its IO thread, but ``need_rejoin()`` turned false, so no poll applies the result."""
+
+    def __init__(self) -> None:
+        self.rejoining = True
+        self.rejoin_needed = False
+
+    def need_rejoin(self) -> bool:
+        return self.rejoin_needed
+
+    def request_rejoin(self) -> None:
+        self.rejoin_needed = True
+
+
+class RejoiningConsumer(ScriptedConsumer):
+    """A poll finishes the join only when the coordinator was asked for it (as kafka-python's does)."""
+
+    def __init__(self, polls: list[int]) -> None:
+        super().__init__(polls)
+        self._coordinator = StrandedCoordinator()
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict:
+        if self._coordinator.rejoin_needed:
+            self._coordinator.rejoining = self._coordinator.rejoin_needed = False
+        return super().poll(timeout_ms, max_records)
+
+
+def test_a_rebalance_a_short_poll_stranded_is_finished_with_a_long_poll():
+    consumer = RejoiningConsumer([0, 2])
+    batch = stream(consumer)._collect()
+    assert consumer.timeouts[0] >= REBALANCE_POLL_MS  # the join gets time to complete inside the poll
+    assert not consumer._coordinator.rejoining and consumer.timeouts[1] < REBALANCE_POLL_MS
+    assert [r.offset for r in batch] == [0, 1]

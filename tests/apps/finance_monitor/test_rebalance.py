@@ -1,5 +1,6 @@
 """Rebalance bookkeeping of the stream: records fetched but not yet processed when their
-partition is revoked must be fetched again when the partition comes back.
+partition is revoked must be fetched again when the partition comes back, and offsets whose
+commit was refused must reach Kafka later.
 
 kafka-python 3 keeps a partition's fetch position when the same consumer is assigned it
 again, so the processor has to seek; these tests pin where it seeks. The consumer here is a
@@ -9,6 +10,7 @@ small recording stand-in (the real-broker scenarios live in test_stream_kafka.py
 from __future__ import annotations
 
 from kafka import TopicPartition
+from kafka.errors import CommitFailedError
 
 from apps.finance_monitor.engine import AlertEngine, Record
 from apps.finance_monitor.messages import MessageLimits
@@ -109,3 +111,47 @@ def test_records_fetched_before_an_assignment_is_applied_are_read_again_from_the
     stream.on_assigned([news2])
 
     assert stream._pending == [] and stream.consumer.seeks == {news2: 6}
+
+
+class RefusingConsumer(RecordingConsumer):
+    """Refuses the first ``refusals`` commits the way kafka-python does after a rebalance or an eviction."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.commits: list[dict[tuple[str, int], int]] = []
+
+    def commit(self, offsets) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            raise CommitFailedError("the group has already rebalanced")
+        self.commits.append({(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()})
+
+
+def test_a_refused_commit_is_kept_and_retried_with_the_next_batch(tmp_path):
+    stream = processor(tmp_path)
+    stream.consumer = RefusingConsumer(refusals=1)
+    stream._uncommitted.update({("news", 0): 3})
+
+    assert stream._commit() is False and stream._uncommitted == {("news", 0): 3}
+    stream._uncommitted.update({("news", 0): 5, ("news", 1): 2})  # the next batch
+    assert stream._commit() is True
+    assert stream.consumer.commits == [{("news", 0): 5, ("news", 1): 2}] and stream._uncommitted == {}
+
+
+def test_the_next_owner_commits_the_checkpoint_it_resumes_from(tmp_path):
+    """The checkpoint may be ahead of the group's offset (a refused commit, or a crash before the commit);
+    without new input nothing else would move the group's offset on."""
+    stream = processor(tmp_path)
+    stream.consumer = RefusingConsumer(refusals=1)
+    stream.store.write_batch(stream.engine.process(fetched(0, 0, 1, 2, 3), keyword_scorer),
+                             stream.engine.rules.longest_window_s)
+    stream._uncommitted.update({("news", 0): 4})
+    news0 = TopicPartition("news", 0)
+    assert stream._commit() is False
+
+    stream.on_revoked([news0])
+    assert stream._uncommitted == {}  # a partition that moved is its next owner's to commit
+    stream.on_assigned([news0])
+    assert stream.consumer.seeks == {news0: 4} and stream._uncommitted == {("news", 0): 4}
+    assert stream._commit() is True and stream.consumer.commits == [{("news", 0): 4}]

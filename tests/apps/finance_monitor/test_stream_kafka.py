@@ -4,7 +4,8 @@ Scenarios: a negative burst about one ticker raises exactly one alert with evide
 neutral traffic raises none; malformed records land in the dead-letter topic with a reason;
 a processor killed with SIGKILL and restarted loses no message and duplicates no alert (and
 SIGTERM stops it cleanly); a second processor joining the group takes over partitions
-together with their window state.
+together with their window state; a checkpoint ahead of the group's committed offsets (a commit
+refused or lost after the batch was written) is committed without new input.
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from apps.finance_monitor.engine import Record
+from apps.finance_monitor.service import build_stream
 from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.stream import ensure_topics
 
 from .conftest import (
     T0,
@@ -186,3 +190,30 @@ def test_second_consumer_takes_over_partitions_with_their_window_state(stream_co
     # The drop is only significant against the 30 minutes of history the first processor saw.
     assert by_second == {tickers[p] for p in moved}
     assert by_first == set(tickers) - by_second
+
+
+def test_a_checkpoint_ahead_of_the_committed_offsets_is_committed_without_new_input(stream_config, scorer):
+    """A batch whose outcome reached SQLite but whose offset commit did not reach Kafka (refused during a
+    rebalance, the member evicted on a starved machine, or the process killed in between) leaves the group's
+    offsets behind the checkpoint. The next owner seeks to the checkpoint, so nothing is scored twice, and
+    commits it even though no further input arrives: before, the offsets stayed behind for good."""
+    config = stream_config
+    ensure_topics(config.bootstrap_servers, [config.input_topic, config.scored_topic, config.alerts_topic,
+                                             config.deadletter_topic], config.partitions)
+    messages = news("NOVA", "calm", T0, 4, 60)
+    produce(config.bootstrap_servers, config.input_topic, as_records(messages), partition_of=lambda key: 2)
+    records = [Record(config.input_topic, 2, offset, b"NOVA", json.dumps(m).encode(), int(m["ts"] * 1000))
+               for offset, m in enumerate(messages)]
+    engine = build_stream(config, scorer=scorer).engine
+    store = AlertStore(config.db_path, config.group_id)
+    store.write_batch(engine.process(records, scorer), engine.rules.longest_window_s)
+    store.close()
+
+    running = RunningProcessor(config, scorer)
+    try:
+        running.wait_ready()
+        assert wait_committed(config.bootstrap_servers, config.group_id, len(messages), timeout_s=60) == len(messages)
+    finally:
+        running.stop()
+    assert running.results == []  # resumed at the checkpoint: nothing read twice
+    assert read_topic(config.bootstrap_servers, config.scored_topic) == []
