@@ -57,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from apps.recommender.api import create_app
-    from apps.recommender.pool import RankingPool
+    from apps.recommender.handoff import ConnectionHandoff
 
     config = _config(args)
 
@@ -73,13 +73,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers == 1:
         uvicorn.run(create_app(factory=factory), host=args.host, port=args.port, log_level=args.log_level.lower())
         return 0
-    # One HTTP process hands each call to an idle ranking process (see apps.recommender.pool); each loads the
-    # store and catches up with the others' writes per request (see Recommender.sync).
+    # One process accepts and hands each connection to the least-busy worker (see apps.recommender.handoff);
+    # each worker loads the store and catches up with the others' writes per request (see Recommender.sync).
     if args.demo_if_empty:
         factory().close()
-    pool = RankingPool(config, args.workers, log_level=args.log_level.upper())
-    uvicorn.run(create_app(pool=pool), host=args.host, port=args.port, log_level=args.log_level.lower())
-    return 0
+    return ConnectionHandoff(config, args.workers, args.host, args.port, log_level=args.log_level).serve_forever()
 
 
 def cmd_load(args: argparse.Namespace) -> int:
@@ -177,9 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo-if-empty", action="store_true",
                        help="load the shipped demo catalog when the store holds no items (for make up)")
     serve.add_argument("--workers", type=int, default=1,
-                       help="ranking processes behind the one HTTP process (default 1: rank in the HTTP process); "
-                            "one per CPU core serves more concurrent requests, each holding its own copy of "
-                            "the index")
+                       help="worker processes (default 1); one per CPU core serves more concurrent requests: "
+                            "each new connection goes to the worker serving the fewest, each worker holds its "
+                            "own copy of the index")
     serve.set_defaults(func=cmd_serve)
 
     load = sub.add_parser("load", help="upsert items from a CSV/JSONL file (all rows validated first)")

@@ -26,13 +26,10 @@ class ItemValidationError(ValueError):
     """One or more item rows are malformed; ``problems`` lists ``(row, field, reason)``; nothing was written."""
 
     def __init__(self, problems: list[tuple[int, str, str]], source: str = "items") -> None:
-        self.problems, self.source = problems, source
+        self.problems = problems
         shown = "; ".join(f"row {row} field {field!r}: {reason}" for row, field, reason in problems[:20])
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         super().__init__(f"{source}: {len(problems)} invalid item field(s), nothing was written: {shown}{more}")
-
-    def __reduce__(self) -> tuple:  # pickled as its arguments: ranking processes send it to the HTTP process
-        return type(self), (self.problems, self.source)
 
 
 class Item(BaseModel):

@@ -73,6 +73,7 @@ class WriteResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str
+    process: int = Field(description="id of the process that answered (with serve --workers N: one of the workers)")
     items: int
     indexed: int
     index_kind: str

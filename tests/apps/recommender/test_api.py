@@ -159,9 +159,8 @@ def test_embedding_work_does_not_block_the_event_loop(tmp_path) -> None:
         thread.join(10)
 
 
-@pytest.mark.slow
-def test_two_service_workers_share_the_store(tmp_path) -> None:
-    """``serve --workers 2``: a write through one worker is served by both (each request syncs with the store)."""
+def _serve_workers(tmp_path, workers: int):
+    """``serve --workers N`` on a seeded store in its own process; returns (process, base url) once it answers."""
     import subprocess
     import sys
 
@@ -176,24 +175,61 @@ def test_two_service_workers_share_the_store(tmp_path) -> None:
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(config.store_dir),
                                "--embedder", "hashing", "--log-level", "WARNING", "serve", "--port", str(port),
-                               "--workers", "2"])
+                               "--workers", str(workers)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with RecommenderClient(url) as api:
+                api.health()
+            return server, url
+        except Exception:  # not listening yet
+            time.sleep(0.2)
+    server.kill()
+    raise AssertionError("the service did not answer within 60 s")
+
+
+def _health_from_a_new_connection(url: str):
+    with RecommenderClient(url) as api:
+        return api.health()
+
+
+@pytest.mark.slow
+def test_two_service_workers_share_the_store(tmp_path) -> None:
+    """``serve --workers 2``: new connections go to both workers, and a write through one is served by both."""
+    server, url = _serve_workers(tmp_path, 2)
     try:
-        with RecommenderClient(f"http://127.0.0.1:{port}") as api:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                try:
-                    api.health()
-                    break
-                except Exception:  # not listening yet
-                    time.sleep(0.2)
+        assert len({_health_from_a_new_connection(url).process for _ in range(4)}) == 2
+        with RecommenderClient(url) as api:
             api.upsert_items([{"id": "kayak", "title": "Sea kayak", "text": "touring kayak with paddle"}])
-            for _ in range(8):  # the kernel spreads connections over both workers
-                with RecommenderClient(f"http://127.0.0.1:{port}") as fresh:
+            for _ in range(4):  # consecutive new connections alternate between the workers
+                with RecommenderClient(url) as fresh:
                     assert fresh.recommend([], query="kayak paddle", k=1).items[0].id == "kayak"
             api.delete_items(["kayak"])
-            for _ in range(8):
-                with RecommenderClient(f"http://127.0.0.1:{port}") as fresh:
+            for _ in range(4):
+                with RecommenderClient(url) as fresh:
                     assert "kayak" not in {i.id for i in fresh.recommend([], query="kayak paddle", k=6).items}
     finally:
         server.terminate()
-        server.wait(30)
+        assert server.wait(30) == 0
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving(tmp_path) -> None:
+    import os
+    import signal
+
+    server, url = _serve_workers(tmp_path, 2)
+    try:
+        victim = _health_from_a_new_connection(url).process
+        os.kill(victim, signal.SIGKILL)
+        served = {_health_from_a_new_connection(url).process for _ in range(4)}
+        assert victim not in served
+        deadline = time.monotonic() + 60
+        while len(served) < 2 and time.monotonic() < deadline:  # the replacement joins within seconds
+            served.add(_health_from_a_new_connection(url).process)
+            time.sleep(0.2)
+        assert len(served) == 2 and victim not in served
+    finally:
+        server.terminate()
+        assert server.wait(30) == 0
