@@ -104,7 +104,8 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         "predict_examples_per_s": round(len(test) / predict_seconds, 1),
         "floor": FLOORS[key], "method": config.method, "head_init": config.head_init,
         "layer_lr_decay": config.layer_lr_decay, "learning_rate": config.learning_rate,
-        "device": str(classifier.device_info.name), "production": promotion.promoted,
+        "label_smoothing": config.label_smoothing, "device": str(classifier.device_info.name),
+        "production": promotion.promoted,
         "promotion": promotion.reason,
     }
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="probe: LP-FT, the head starts as a logistic regression on frozen features (default)")
     parser.add_argument("--layer-lr-decay", type=float, default=0.9,
                         help="layer-wise learning-rate decay; 1.0 = one learning rate for all layers (default 0.9)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="share of each target spread over the other classes (for noisy labels; default 0)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
@@ -145,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     base = ClassifierTrainingConfig(base_model=args.base_model, batch_size=args.batch_size,
                                     learning_rate=args.learning_rate, method=args.method,
                                     head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
-                                    max_train_minutes=args.max_train_minutes, device=args.device, progress=False)
+                                    label_smoothing=args.label_smoothing, max_train_minutes=args.max_train_minutes,
+                                    device=args.device, progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     registry = Registry(Path(args.registry) if args.registry else None)
     output = Path(args.output)
