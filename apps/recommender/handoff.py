@@ -78,8 +78,8 @@ class ConnectionHandoff:
                 for key, _ in self._selector.select(timeout=1.0):
                     if key.data is None:
                         self._accept(listener)
-                    else:
-                        self._read(key.data)
+                    elif not self._read(key.data):
+                        self._lost(key.data)
                 self._replace_dead()
             return 0
         finally:
@@ -109,32 +109,34 @@ class ConnectionHandoff:
             if self._stopping:
                 return False
             for key, _ in self._selector.select(timeout=0.5):
-                self._read(key.data, respawn=False)
-            failed = [w for w in self._pool if not w.ready and not w.process.is_alive()]
-            if failed:
-                log.error("worker %d exited with code %s while loading the store %s (its error is above)",
-                          failed[0].number, failed[0].process.exitcode, self.config.store_dir)
-                return False
+                worker = key.data
+                if not self._read(worker):
+                    worker.process.join(5)
+                    log.error("worker %d exited with code %s while loading the store %s (its error is above)",
+                              worker.number, worker.process.exitcode, self.config.store_dir)
+                    return False
         return True
 
-    def _read(self, worker: _Worker, respawn: bool = True) -> None:
+    def _read(self, worker: _Worker) -> bool:
+        """Take the worker's messages; False when it is gone (its channel closed)."""
         while True:
             try:
                 message = worker.channel.recv(16)
             except BlockingIOError:
-                return
+                return True
             except OSError:
                 message = b""
             if message == READY:
                 worker.ready = True
             elif message == CLOSED:
                 worker.connections = max(0, worker.connections - 1)
-            elif not message:  # the worker is gone
-                self._forget(worker)
-                if respawn and not self._stopping:
-                    log.error("worker %d exited (code %s); starting a new one", worker.number,
-                              worker.process.exitcode)
-                return
+            elif not message:
+                return False
+
+    def _lost(self, worker: _Worker) -> None:
+        self._forget(worker)
+        if not self._stopping:
+            log.error("worker %d exited (code %s); a new one starts", worker.number, worker.process.exitcode)
 
     def _forget(self, worker: _Worker) -> None:
         if worker in self._pool:

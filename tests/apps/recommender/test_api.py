@@ -256,3 +256,17 @@ def test_a_worker_app_ranks_on_its_loop_and_still_sees_other_workers_writes(rec:
         assert "wok" in {item["id"] for item in similar["items"]} and rec.in_sync()
         by_query = client.post("/recommend", json={"history": [], "query": "wok", "k": 1}).json()
         assert by_query["items"][0]["id"] == "wok"
+
+
+@pytest.mark.slow
+def test_workers_that_cannot_load_the_store_stop_the_service_with_the_reason(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    not_a_folder = tmp_path / "store"
+    not_a_folder.write_text("a file where the store folder should be")
+    done = subprocess.run([sys.executable, "-m", "apps.recommender", "--store", str(not_a_folder), "--embedder",
+                           "hashing", "serve", "--port", str(_free_port()), "--workers", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "while loading the store" in done.stderr and str(not_a_folder) in done.stderr
