@@ -135,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="probe: LP-FT, the head starts as a logistic regression on frozen features (default)")
     parser.add_argument("--layer-lr-decay", type=float, default=0.9,
                         help="layer-wise learning-rate decay; 1.0 = one learning rate for all layers (default 0.9)")
-    parser.add_argument("--label-smoothing", type=float, default=0.0,
-                        help="share of each target spread over the other classes (for noisy labels; default 0)")
+    parser.add_argument("--label-smoothing", type=float, default=None,
+                        help="override the per-task label smoothing (PhraseBank 50Agree 0.1 for its noisy labels, "
+                             "else 0)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
@@ -148,9 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     base = ClassifierTrainingConfig(base_model=args.base_model, batch_size=args.batch_size,
                                     learning_rate=args.learning_rate, method=args.method,
                                     head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
-                                    label_smoothing=args.label_smoothing, max_train_minutes=args.max_train_minutes,
-                                    device=args.device, progress=False)
+                                    max_train_minutes=args.max_train_minutes, device=args.device, progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
+    if args.label_smoothing is not None:
+        overrides["label_smoothing"] = args.label_smoothing
     registry = Registry(Path(args.registry) if args.registry else None)
     output = Path(args.output)
     for key in args.tasks:
