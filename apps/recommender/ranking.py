@@ -28,6 +28,7 @@ FEATURES = (
     "freshness",     # catalog order of the item: 0 oldest .. 1 newest
     "cold_text",     # text_recent for items with few interactions (text is all a cold item has)
     "unseen",        # 1 for an item nobody has interacted with yet: new in the catalog
+    "catalog_near",  # 1 - catalog-order distance to the nearest recent history item: added around the same time
 )
 
 
@@ -159,4 +160,7 @@ def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: It
     out[:, 7] = keys / float(max(max_key, 1))
     out[:, 8] = np.where(counts < config.cold_below, out[:, 0], 0.0)
     out[:, 9] = counts == 0
+    if len(signals.recent):
+        gaps = np.abs(keys[:, None] - signals.recent[None, :]).min(axis=1)
+        out[:, 10] = 1.0 - gaps / float(max(max_key, 1))
     return out, vectors

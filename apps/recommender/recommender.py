@@ -40,7 +40,8 @@ from apps.recommender.filters import Filters, RequestError, parse_history
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import IndexSnapshotError, ItemIndex
 from apps.recommender.items import Item, item_text, parse_items, read_items
-from apps.recommender.ranker import COLD_WEIGHTS, LinearRanker, fit_cold_ranker, fit_ranker, training_examples
+from apps.recommender.ranker import (COLD_WEIGHTS, MAIN_RANKER_IGNORES, LinearRanker, fit_cold_ranker, fit_ranker,
+                                     training_examples)
 from apps.recommender.ranking import Profile, candidates, features, user_signals
 
 log = logging.getLogger(__name__)
@@ -296,7 +297,7 @@ class Recommender:
         x, y, groups, cold = training_examples(self.histories(), self._index, self._max_key + 1, self._max_key,
                                                self.config.ranking, targets_per_user=targets_per_user,
                                                max_users=max_users)
-        ranker = fit_ranker(x, y, groups)
+        ranker = fit_ranker(x, y, groups, ignore=MAIN_RANKER_IGNORES)
         cold_ranker = fit_cold_ranker(x, y, groups, cold) if len(y) else LinearRanker.fixed(COLD_WEIGHTS)
         self._ranker, self._cold_ranker = ranker, cold_ranker
         if ranker.source == "learned":

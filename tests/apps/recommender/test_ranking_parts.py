@@ -6,6 +6,7 @@ from apps.recommender.explain import matched_words
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import ItemIndex
 from apps.recommender.ranker import FEATURES, fit_ranker
+from apps.recommender.ranking import Profile, RankingConfig, features, user_signals
 
 
 def test_cooccurrence_is_item_cosine() -> None:
@@ -37,6 +38,26 @@ def test_logistic_regression_learns_the_informative_feature() -> None:
     assert ranker.source == "learned"
     weights = dict(zip(FEATURES, ranker.weights, strict=True))
     assert weights["cooc_recent"] == max(weights.values())
+
+
+def test_an_ignored_feature_gets_no_weight_even_when_it_is_informative() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES))).astype(np.float32)
+    y = (x[:, FEATURES.index("catalog_near")] + 0.5 * x[:, FEATURES.index("text_recent")] > 0.8).astype(float)
+    weights = dict(zip(FEATURES, fit_ranker(x, y, ignore=("catalog_near",)).weights, strict=True))
+    assert weights["catalog_near"] == 0.0
+    assert weights["text_recent"] == max(weights.values())
+
+
+def test_catalog_near_is_one_minus_the_catalog_order_gap_to_the_nearest_recent_item() -> None:
+    index = ItemIndex(2, "test").build(np.arange(11, dtype=np.int64),
+                                       np.tile(np.array([[1.0, 0.0]], np.float32), (11, 1)), seq=1)
+    stats = InteractionStats.from_histories({}, size=11)
+    profile = Profile(np.array([2, 8], np.int64), np.ones(2, np.float32), seen={2, 8})
+    config = RankingConfig()
+    signals = user_signals(profile, index, stats, config)
+    x, _ = features(np.array([0, 5, 9], np.int64), profile, signals, index, stats, max_key=10, config=config)
+    assert np.allclose(x[:, FEATURES.index("catalog_near")], [0.8, 0.7, 0.9])
 
 
 def test_cooccurrence_pair_scores_both_histories_and_ignores_keys_outside_the_log() -> None:

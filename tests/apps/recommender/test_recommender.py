@@ -196,12 +196,14 @@ def test_fit_ranker_learns_and_persists(tmp_path: Path, encoder: HashingEncoder)
 
 def test_a_never_tried_item_leads_a_niche_twin_for_the_cold_slot(rec: Recommender) -> None:
     # two items with the same text: one tried once (niche), one nobody has tried yet (new)
+    # (between two history items added just before and just after them, so both are as near in catalog order)
     twin = {"title": "Camping lantern", "category": "outdoor", "tags": ["camping"], "text": "lantern for the tent"}
-    rec.upsert_items([{"id": "lantern-old", **twin}, {"id": "lantern-new", **twin}])
+    rec.upsert_items([{"id": "mug", "title": "Enamel mug"}, {"id": "lantern-old", **twin},
+                      {"id": "lantern-new", **twin}, {"id": "rope", "title": "Climbing rope"}])
     rec.add_interactions([Interaction(f"u{u}", item, float(t)) for u in range(6)
                           for t, item in enumerate(["tent", "bag", "stove", "novel"])]
                          + [Interaction("u9", "lantern-old", 1.0), Interaction("u9", "knife", 2.0)])
-    result = rec.recommend(["tent", "bag"], k=3)
+    result = rec.recommend(["tent", "bag", "mug", "rope"], k=3)
     assert ids(result)[-1] == "lantern-new"
     assert result.items[-1].explanation.startswith("New or niche pick: ")
 
