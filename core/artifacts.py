@@ -32,7 +32,7 @@ from core.atomic import atomic_directory, atomic_write_text
 logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
-TASKS = ("classifier", "embedder", "reranker")
+TASKS = ("classifier", "embedder", "reranker", "encoder")
 DATA_ROLES = ("train", "dev", "test")
 
 # Card key -> distributions that provide it (the first one installed wins).

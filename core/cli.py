@@ -3,6 +3,7 @@
     python -m core train classifier --train train.csv --dev dev.csv --name sentiment
     python -m core train embedder --train pairs.csv --dev dev_pairs.csv --name kb-embedder
     python -m core train reranker --train pairs.csv --dev dev_pairs.csv --name kb-reranker
+    python -m core train encoder --train news.csv --dev news_dev.csv --name encoder-finance   # MLM on domain text
     python -m core eval sentiment --data test.csv           # the production version
     python -m core models list
     python -m core export-onnx sentiment --data dev.csv     # int8 ONNX, used only if accuracy holds
@@ -68,6 +69,20 @@ PAIR_MODEL_HELP = {
     "negative:positive ratio", "patience": "epochs without dev MRR@10 gain before early stopping",
     "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
     "eval_batch_size": "batch size for evaluation", "progress": "show progress bars",
+}
+
+
+ENCODER_HELP = {
+    "base_model": "encoder to adapt: packaged name, hub name or local folder", "epochs": "passes over the texts",
+    "batch_size": "texts per step", "learning_rate": "peak AdamW learning rate of the encoder",
+    "head_learning_rate": "learning rate of the MLM head (new on sentence-transformers models)",
+    "weight_decay": "AdamW weight decay (not on biases and norms)",
+    "warmup_ratio": "share of steps with linear warm-up, then linear decay",
+    "head_warmup_ratio": "share of steps that train only a newly made MLM head (encoder frozen)",
+    "mask_probability": "share of tokens masked", "max_length": "tokens per text (longer texts are truncated)",
+    "max_grad_norm": "gradient clipping norm", "max_train_minutes": "stop at the first step past this budget",
+    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
+    "eval_batch_size": "batch size for the dev loss", "progress": "show progress bars",
 }
 
 
@@ -178,6 +193,35 @@ def train_pairs_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _texts(path: str, column: str) -> list[str]:
+    from core.data.tables import read_rows, require_columns, text_value
+
+    rows = read_rows(path)
+    require_columns(rows, [column], path)
+    return [text_value(row[column], path, number, column) for number, row in enumerate(rows, start=1)]
+
+
+def train_encoder_command(args: argparse.Namespace) -> int:
+    """``train encoder``: continued masked-language-model pre-training on unlabelled domain text."""
+    from core.finetune.mlm import MlmTrainingConfig, train_mlm
+
+    config = _config_from_args(MlmTrainingConfig, args)
+    config.validate()
+    texts, dev_texts = _texts(args.train, args.text_column), _texts(args.dev, args.text_column)
+    resolve_model(config.base_model)
+    print(f"adapting {config.base_model} to {len(texts)} texts ({len(dev_texts)} dev) as {args.name!r}")
+    adapted = train_mlm(config, texts, dev_texts)
+    card = ModelCard(name=args.name, task="encoder", base_model=config.base_model,
+                     data=[data_record(args.train, "train"), data_record(args.dev, "dev")],
+                     hyperparameters=adapted.hyperparameters(), metrics=adapted.metrics,
+                     primary_metric="mlm_accuracy",
+                     extra={"history": adapted.history, "train_seconds": round(adapted.train_seconds, 1)})
+    path = Registry(args.registry).save(args.name, adapted.save, card)
+    print(f"saved {path} (use it as --base-model {path})")
+    print(json.dumps(adapted.metrics, indent=2))
+    return 0
+
+
 def eval_command(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -282,6 +326,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
         _add_config_options(sub, config_cls, PAIR_MODEL_HELP)
         sub.set_defaults(func=train_pairs_command)
+
+    from core.finetune.mlm import MlmTrainingConfig
+
+    encoder = train.add_parser("encoder", help="adapt an encoder to unlabelled domain text (continued MLM "
+                               "pre-training); use the result as --base-model",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    encoder.add_argument("--train", required=True, help="texts to train on (.csv with a header, or .jsonl)")
+    encoder.add_argument("--dev", required=True, help="held-out texts: masked-token loss/accuracy before and after")
+    encoder.add_argument("--text-column", default="text", help="column with the text")
+    encoder.add_argument("--name", required=True, help="registry name, e.g. encoder-finance")
+    _add_config_options(encoder, MlmTrainingConfig, ENCODER_HELP)
+    encoder.set_defaults(func=train_encoder_command)
 
     evaluate = commands.add_parser("eval", help="score a classifier on labelled data")
     evaluate.add_argument("model", help="registry name or artifact folder")
