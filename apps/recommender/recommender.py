@@ -40,8 +40,14 @@ from apps.recommender.filters import Filters, RequestError, parse_history
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import IndexSnapshotError, ItemIndex
 from apps.recommender.items import Item, item_text, parse_items, read_items
-from apps.recommender.ranker import (COLD_WEIGHTS, MAIN_RANKER_IGNORES, LinearRanker, fit_cold_ranker, fit_ranker,
-                                     training_examples)
+from apps.recommender.ranker import (
+    COLD_WEIGHTS,
+    MAIN_RANKER_IGNORES,
+    LinearRanker,
+    fit_cold_ranker,
+    fit_ranker,
+    training_examples,
+)
 from apps.recommender.ranking import Profile, candidates, features, user_signals
 
 log = logging.getLogger(__name__)

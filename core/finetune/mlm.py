@@ -23,8 +23,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
-from transformers import get_linear_schedule_with_warmup
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    get_linear_schedule_with_warmup,
+)
 
 from core.batching import length_batches
 from core.device import pick_device
@@ -58,7 +62,8 @@ class MlmTrainingConfig:
     def validate(self) -> None:
         check_options(self, {
             "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "learning_rate": self.learning_rate > 0,
-            "head_learning_rate": self.head_learning_rate > 0, "warmup_ratio": 0 <= self.warmup_ratio < 1, "head_warmup_ratio": 0 <= self.head_warmup_ratio < 1,
+            "head_learning_rate": self.head_learning_rate > 0, "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "head_warmup_ratio": 0 <= self.head_warmup_ratio < 1,
             "mask_probability": 0 < self.mask_probability < 1, "max_length": 8 <= self.max_length <= 8192,
         })
 
