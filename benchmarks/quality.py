@@ -104,7 +104,7 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         "predict_examples_per_s": round(len(test) / predict_seconds, 1),
         "floor": FLOORS[key], "method": config.method, "head_init": config.head_init,
         "layer_lr_decay": config.layer_lr_decay, "learning_rate": config.learning_rate,
-        "label_smoothing": config.label_smoothing, "device": str(classifier.device_info.name),
+        "label_smoothing": config.label_smoothing, "seed": config.seed, "device": str(classifier.device_info.name),
         "production": promotion.promoted,
         "promotion": promotion.reason,
     }
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                              "else 0)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
+    parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"))
     parser.add_argument("--registry", help="model registry root (default var/models)")
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     base = ClassifierTrainingConfig(base_model=args.base_model, batch_size=args.batch_size,
                                     learning_rate=args.learning_rate, method=args.method,
                                     head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
-                                    max_train_minutes=args.max_train_minutes, device=args.device, progress=False)
+                                    max_train_minutes=args.max_train_minutes, device=args.device, seed=args.seed,
+                                    progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     if args.label_smoothing is not None:
         overrides["label_smoothing"] = args.label_smoothing

@@ -49,6 +49,8 @@ class RankingConfig:
     new_search: int = 60            # ... and the items nobody has interacted with yet nearest the profile
     cold_pool_max: int = 5_000      # the cold channel scans the newest this many cold items exactly
     filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
+    catalog_near: bool = True       # catalog order is arrival order (keys follow insertion), so nearness in it
+    #                                 means "added around the same time"; False for a catalog loaded in arbitrary order
 
 
 @dataclass
@@ -160,7 +162,7 @@ def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: It
     out[:, 7] = keys / float(max(max_key, 1))
     out[:, 8] = np.where(counts < config.cold_below, out[:, 0], 0.0)
     out[:, 9] = counts == 0
-    if len(signals.recent):
+    if len(signals.recent) and config.catalog_near:
         gaps = np.abs(keys[:, None] - signals.recent[None, :]).min(axis=1)
         out[:, 10] = 1.0 - gaps / float(max(max_key, 1))
     return out, vectors

@@ -58,6 +58,9 @@ def test_catalog_near_is_one_minus_the_catalog_order_gap_to_the_nearest_recent_i
     signals = user_signals(profile, index, stats, config)
     x, _ = features(np.array([0, 5, 9], np.int64), profile, signals, index, stats, max_key=10, config=config)
     assert np.allclose(x[:, FEATURES.index("catalog_near")], [0.8, 0.7, 0.9])
+    off = RankingConfig(catalog_near=False)  # a catalog loaded in arbitrary order: no such signal
+    x, _ = features(np.array([0, 5, 9], np.int64), profile, signals, index, stats, max_key=10, config=off)
+    assert not x[:, FEATURES.index("catalog_near")].any()
 
 
 def test_cooccurrence_pair_scores_both_histories_and_ignores_keys_outside_the_log() -> None:
