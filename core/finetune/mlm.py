@@ -32,7 +32,7 @@ from transformers import (
 
 from core.batching import length_batches
 from core.device import pick_device
-from core.finetune.trained import check_options, seed_everything
+from core.finetune.trained import adamw, check_options, seed_everything
 from core.model_refs import resolve_model
 
 log = logging.getLogger(__name__)
@@ -102,16 +102,6 @@ def _batches(collator, ids: list[list[int]], index: list[int], device: torch.dev
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _optimizer(model, head_params: list[str], config: MlmTrainingConfig) -> torch.optim.AdamW:
-    """AdamW with the head at its own rate; no weight decay on biases and norms (1-d parameters)."""
-    groups: dict[tuple[float, float], list] = {}
-    for name, param in model.named_parameters():
-        lr = config.head_learning_rate if name in head_params else config.learning_rate
-        groups.setdefault((lr, config.weight_decay if param.ndim > 1 else 0.0), []).append(param)
-    return torch.optim.AdamW([{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()],
-                             lr=config.learning_rate)
-
-
 def mlm_scores(model, collator, ids: list[list[int]], batch_size: int, device: torch.device, seed: int) -> dict:
     """Masked-token loss and accuracy over ``ids`` with a seeded mask, so two models are scored on the same masks."""
     state = torch.random.get_rng_state()
@@ -154,7 +144,8 @@ def train_mlm(config: MlmTrainingConfig, texts: list[str], dev_texts: list[str])
 
     steps = math.ceil(len(ids) / config.batch_size) * config.epochs
     head_steps = int(config.head_warmup_ratio * steps) if head_was_new else 0
-    optimizer = _optimizer(model, head_params, config)
+    optimizer = adamw(model, config.learning_rate, config.weight_decay, config.head_learning_rate,
+                      is_head=lambda name: name in head_params)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
     with device_info.autocast():
         before = mlm_scores(model, collator, dev_ids, config.eval_batch_size, device, config.seed)

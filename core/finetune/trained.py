@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,11 @@ def seed_everything(seed: int) -> None:
 
 
 def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float,
-          head_learning_rate: float | None = None) -> torch.optim.AdamW:
+          head_learning_rate: float | None = None,
+          is_head: Callable[[str], bool] = lambda name: "classifier" in name) -> torch.optim.AdamW:
     """AdamW without weight decay on biases and normalisation weights (the 1-d parameters).
 
-    With ``head_learning_rate``, parameters of a classification head (names containing
+    With ``head_learning_rate``, parameters of a head (``is_head(name)``; by default names containing
     ``classifier``, as in ``*ForSequenceClassification`` models) get that rate: a freshly
     initialised head learns slowly at an encoder's learning rate.
     """
@@ -58,7 +60,7 @@ def adamw(model: torch.nn.Module, learning_rate: float, weight_decay: float,
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        head = head_learning_rate is not None and "classifier" in name
+        head = head_learning_rate is not None and is_head(name)
         key = (head_learning_rate if head else learning_rate, weight_decay if param.ndim > 1 else 0.0)
         groups.setdefault(key, []).append(param)
     return torch.optim.AdamW([{"params": params, "lr": lr, "weight_decay": decay}
