@@ -28,7 +28,17 @@ from core.data.tables import DataError
 from core.model_refs import ModelReferenceError, resolve_model
 from core.registry import Registry
 
+# help texts every training command shares; each command's dict adds its own
+SHARED_HELP = {
+    "weight_decay": "AdamW weight decay (not on biases and norms)",
+    "warmup_ratio": "share of steps with linear warm-up, then linear decay",
+    "max_grad_norm": "gradient clipping norm",
+    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
+    "progress": "show progress bars",
+}
+
 CLASSIFIER_HELP = {
+    **SHARED_HELP,
     "base_model": "encoder to fine-tune: local path, packaged name (all-MiniLM-L6-v2, all-mpnet-base-v2) or hub name",
     "epochs": "maximum epochs (early stopping may end sooner)",
     "batch_size": "examples per optimizer step (before accumulation)",
@@ -36,9 +46,6 @@ CLASSIFIER_HELP = {
     "learning_rate": "AdamW learning rate of the top encoder layer",
     "head_learning_rate": "learning rate of the classification head",
     "layer_lr_decay": "layer-wise decay: layer i gets lr * decay**(layers - i); 1 disables",
-    "weight_decay": "AdamW weight decay (not on biases and norms)",
-    "warmup_ratio": "share of steps with linear warm-up, then linear decay",
-    "max_grad_norm": "gradient clipping norm",
     "dropout": "dropout before the head",
     "label_smoothing": "cross-entropy label smoothing",
     "max_length": "tokens per text (longer texts are truncated)",
@@ -48,18 +55,16 @@ CLASSIFIER_HELP = {
     "max_train_minutes": "stop after the epoch that crosses this wall-time budget",
     "method": "full fine-tuning or lora (peft adapters; the saved model has them merged)",
     "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout",
-    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
-    "eval_batch_size": "batch size for evaluation", "progress": "show progress bars",
+    "eval_batch_size": "batch size for evaluation",
 }
 
 
 PAIR_MODEL_HELP = {
+    **SHARED_HELP,
     "base_model": "model to start from: local path, packaged name (all-MiniLM-L6-v2, all-mpnet-base-v2) or hub name",
     "epochs": "maximum epochs (early stopping on dev MRR@10 may end sooner)",
     "batch_size": "pairs (embedder) or (query, passage) rows (re-ranker) per step",
     "learning_rate": "AdamW learning rate", "head_learning_rate": "learning rate of the new one-logit head",
-    "weight_decay": "AdamW weight decay (not on biases and norms)",
-    "warmup_ratio": "share of steps with linear warm-up, then linear decay", "max_grad_norm": "gradient clipping norm",
     "max_seq_length": "tokens per text (longer texts are truncated)",
     "scale": "cosine similarity x scale = logits of the in-batch softmax (MultipleNegativesRankingLoss)",
     "mined_negatives": "hard negatives per pair mined with the base model (0: in-batch negatives only)",
@@ -67,22 +72,19 @@ PAIR_MODEL_HELP = {
     "negatives_per_query": "mined negatives per train pair", "eval_candidates": "candidates per dev query",
     "mining_model": "bi-encoder that mines the negatives", "balance_classes": "weight positives by the "
     "negative:positive ratio", "patience": "epochs without dev MRR@10 gain before early stopping",
-    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
-    "eval_batch_size": "batch size for evaluation", "progress": "show progress bars",
+    "eval_batch_size": "batch size for evaluation",
 }
 
 
 ENCODER_HELP = {
+    **SHARED_HELP,
     "base_model": "encoder to adapt: packaged name, hub name or local folder", "epochs": "passes over the texts",
     "batch_size": "texts per step", "learning_rate": "peak AdamW learning rate of the encoder",
     "head_learning_rate": "learning rate of the MLM head (new on sentence-transformers models)",
-    "weight_decay": "AdamW weight decay (not on biases and norms)",
-    "warmup_ratio": "share of steps with linear warm-up, then linear decay",
     "head_warmup_ratio": "share of steps that train only a newly made MLM head (encoder frozen)",
     "mask_probability": "share of tokens masked", "max_length": "tokens per text (longer texts are truncated)",
-    "max_grad_norm": "gradient clipping norm", "max_train_minutes": "stop at the first step past this budget",
-    "seed": "random seed", "device": "cpu, cuda or cuda:N (default: CUDA when available)",
-    "eval_batch_size": "batch size for the dev loss", "progress": "show progress bars",
+    "max_train_minutes": "stop at the first step past this budget",
+    "eval_batch_size": "batch size for the dev loss",
 }
 
 
@@ -122,10 +124,23 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def train_classifier_command(args: argparse.Namespace) -> int:
-    from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
+def _scored_on(model, tokenizer, data: LabelledTexts, device: str | None) -> dict:
+    """Calibrated figures of an in-memory classifier (temperature already fitted) on labelled ``data``."""
+    import numpy as np
+
     from core.inference.classifier import TextClassifier
     from core.metrics import classification_metrics
+
+    unseen = sorted(set(data.labels) - set(model.labels))
+    if unseen:
+        raise DataError(f"{data.source}: label(s) {unseen[:10]} are not among the model's classes {model.labels[:10]}")
+    ids = {label: i for i, label in enumerate(model.labels)}
+    probs = TextClassifier(model, tokenizer, device).predict(data.texts).probabilities
+    return classification_metrics(np.array([ids[y] for y in data.labels]), probs)
+
+
+def train_classifier_command(args: argparse.Namespace) -> int:
+    from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
 
     config = _config_from_args(ClassifierTrainingConfig, args)
     config.validate()
@@ -140,11 +155,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
         return 0  # under accelerate launch / torchrun, one process writes the artifact
     metrics = {"dev": trained.metrics["dev"]}
     if test is not None:
-        import numpy as np
-
-        ids = {label: i for i, label in enumerate(trained.labels)}
-        probs = TextClassifier(trained.model, trained.tokenizer, config.device).predict(test.texts).probabilities
-        metrics["test"] = classification_metrics(np.array([ids[y] for y in test.labels]), probs)
+        metrics["test"] = _scored_on(trained.model, trained.tokenizer, test, config.device)
     card = ModelCard(
         name=args.name, task="classifier", base_model=config.base_model,
         data=[data_record(p, role) for p, role in ((args.train, "train"), (args.dev, "dev"), (args.test, "test")) if p],
@@ -222,22 +233,35 @@ def train_encoder_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def eval_command(args: argparse.Namespace) -> int:
-    import numpy as np
+def soup_command(args: argparse.Namespace) -> int:
+    """``soup``: average the weights of several versions of one classifier into a new version."""
+    from core.finetune.soup import soup_card_fields, soup_from_registry
 
+    dev = load_labelled(args.dev, args.text_column, args.label_column)
+    test = _load_split(args.test, args)
+    registry = Registry(args.registry)
+    soup, cards = soup_from_registry(registry, args.name, args.versions, dev, args.metric, args.device)
+    metrics = {"dev": soup.metrics["dev"]}
+    if test is not None:
+        metrics["test"] = _scored_on(soup.model, soup.tokenizer, test, args.device)
+    fields = soup_card_fields(soup, cards, args.metric)
+    fields["data"] += [data_record(path, role) for path, role in ((args.dev, "dev"), (args.test, "test")) if path]
+    card = ModelCard(name=args.name, task="classifier", metrics=metrics, primary_metric=args.metric, **fields)
+    path = registry.save(args.name, soup.save, card)
+    print(f"saved {path}: soup of {', '.join(soup.ingredients)} (candidates v{', v'.join(map(str, args.versions))})")
+    print(json.dumps(metrics, indent=2))
+    if args.promote:
+        print(registry.promote(args.name, path.name).reason)
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
     from core.inference.classifier import TextClassifier
-    from core.metrics import classification_metrics
 
     path = Path(args.model) if Path(args.model).is_dir() else Registry(args.registry).path(args.model, args.version)
     data = load_labelled(args.data, args.text_column, args.label_column)
     classifier = TextClassifier.load(path)
-    unseen = sorted(set(data.labels) - set(classifier.classes))
-    if unseen:
-        raise DataError(f"{args.data}: label(s) {unseen[:10]} are not among the model's classes "
-                        f"{classifier.classes[:10]}")
-    ids = {label: i for i, label in enumerate(classifier.classes)}
-    figures = classification_metrics(np.array([ids[y] for y in data.labels]),
-                                     classifier.predict(data.texts).probabilities)
+    figures = _scored_on(classifier.model, classifier.tokenizer, data, None)
     print(json.dumps({"model": str(path), "data": args.data, **figures}, indent=2))
     return 0
 
@@ -338,6 +362,21 @@ def build_parser() -> argparse.ArgumentParser:
     encoder.add_argument("--name", required=True, help="registry name, e.g. encoder-finance")
     _add_config_options(encoder, MlmTrainingConfig, ENCODER_HELP)
     encoder.set_defaults(func=train_encoder_command)
+
+    soup = commands.add_parser("soup", help="greedy model soup: average the weights of versions of one classifier "
+                               "(fine-tunes of one encoder) into a new version, ingredients picked on dev",
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    soup.add_argument("name", help="registry name whose versions are the candidates")
+    soup.add_argument("--versions", nargs="+", type=int, required=True, help="candidate version numbers (2 or more)")
+    soup.add_argument("--dev", required=True, help="dev data: picks the ingredients, fits the temperature")
+    soup.add_argument("--test", help="optional test data, reported only")
+    soup.add_argument("--text-column", default="text", help="column with the text")
+    soup.add_argument("--label-column", default="label", help="column with the label")
+    soup.add_argument("--metric", choices=["accuracy", "macro_f1", "weighted_f1"], default="macro_f1",
+                      help="dev metric the greedy steps and promotion compare")
+    soup.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when available)")
+    soup.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
+    soup.set_defaults(func=soup_command)
 
     evaluate = commands.add_parser("eval", help="score a classifier on labelled data")
     evaluate.add_argument("model", help="registry name or artifact folder")
