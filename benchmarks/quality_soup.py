@@ -31,12 +31,15 @@ log = logging.getLogger("benchmarks.quality_soup")
 
 
 def ingredient_training(cards: list, kept: list[str], train_rows: int) -> tuple[float, float]:
-    """Summed fine-tuning seconds of the kept ingredients and their examples/s (from the epoch logs)."""
+    """Summed fine-tuning seconds of the kept ingredients and their examples/s (from the epoch logs).
+
+    An epoch log's ``seconds`` is the time since training started, so the last one is the run's.
+    """
     seconds, examples = 0.0, 0
     for card in cards:
-        if f"v{card.version}" in kept:
-            history = card.extra.get("history", [])
-            seconds += sum(epoch["seconds"] for epoch in history)
+        if f"v{card.version}" in kept and card.extra.get("history"):
+            history = card.extra["history"]
+            seconds += history[-1]["seconds"]
             examples += train_rows * len(history)
     return seconds, (examples / seconds if seconds else 0.0)
 
