@@ -2,8 +2,10 @@
 
 For each task: train on the train split, select the epoch and fit the temperature on dev,
 report test accuracy, macro-F1, weighted F1 and ECE, wall time and examples/s, and keep the
-model as a versioned artifact in the registry. Figures go to ``var/bench/quality.json``
-(merged task by task, so a partial run keeps what finished) and are printed.
+model as a versioned artifact in the registry. ``var/bench/quality.json`` describes the
+production models (the ones the apps load): a task's entry there is replaced only when the
+registry promotes the new version (merged task by task, so a partial run keeps what
+finished). Every run's figures also go to ``var/bench/quality-<task>-v<N>.json``.
 
     python -m benchmarks.quality                      # all four tasks
     python -m benchmarks.quality --tasks fpb50 banking77 --base-model all-mpnet-base-v2
@@ -121,6 +123,15 @@ def merge_results(path: Path, key: str, result: dict) -> dict:
     return figures
 
 
+def record_run(output: Path, key: str, result: dict) -> None:
+    """Figures of one run: always ``quality-<task>-v<N>.json`` beside ``output``; ``output`` if production."""
+    merge_results(output.parent / f"quality-{key}-{Path(result['artifact']).name}.json", key, result)
+    if result["production"]:
+        merge_results(output, key, result)
+    else:
+        log.info("%s: %s, so %s keeps the production model's figures", key, result["promotion"], output)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
-    parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"))
+    parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"),
+                        help="figures of the production models (each run also writes quality-<task>-v<N>.json)")
     parser.add_argument("--registry", help="model registry root (default var/models)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -157,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides["label_smoothing"] = args.label_smoothing
     registry = Registry(Path(args.registry) if args.registry else None)
     output = Path(args.output)
+    results = {}
     for key in args.tasks:
-        figures = merge_results(output, key, run_task(key, base, overrides, registry))
-    print(json.dumps({k: v for k, v in figures.items() if k != "machine"}, indent=2))
-    print(f"figures written to {output}")
+        results[key] = run_task(key, base, overrides, registry)
+        record_run(output, key, results[key])
+    print(json.dumps(results, indent=2))
+    print(f"production figures in {output}")
     return 0
 
 

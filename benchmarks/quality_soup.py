@@ -4,7 +4,7 @@ The candidates are versions already trained by ``benchmarks.quality`` (other see
 starting encoders); dev picks the ingredients (``core.finetune.soup``), test is scored once,
 and the soup is saved as the task's next version. The registry's promotion rule decides
 whether it becomes production; only then does it replace the task's entry in
-``var/bench/quality.json``. Every run also writes ``var/bench/quality-soup-<task>.json``.
+``var/bench/quality.json``. Every run also writes ``var/bench/quality-<task>-v<N>.json``.
 
     python -m benchmarks.quality_soup --task fpb50 --versions 3 4 5 6 7 8
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import datasets
-from benchmarks.quality import BENCH_DIR, FLOORS, TASKS, merge_results
+from benchmarks.quality import BENCH_DIR, FLOORS, TASKS, record_run
 from core.artifacts import ModelCard, data_record
 from core.finetune.soup import soup_card_fields, soup_from_registry
 from core.inference.classifier import TextClassifier
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     registry = Registry(Path(args.registry) if args.registry else None)
     result = run_soup(args.task, args.versions, args.metric, registry, args.device)
-    merge_results(BENCH_DIR / f"quality-soup-{args.task}.json", args.task, result)
-    if result["production"]:
-        merge_results(BENCH_DIR / "quality.json", args.task, result)
+    record_run(BENCH_DIR / "quality.json", args.task, result)
     print(json.dumps(result, indent=2))
     return 0
 
