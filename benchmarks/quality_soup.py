@@ -44,10 +44,14 @@ def ingredient_training(cards: list, kept: list[str], train_rows: int) -> tuple[
     return seconds, (examples / seconds if seconds else 0.0)
 
 
-def run_soup(key: str, versions: list[int], metric: str, registry: Registry, device: str | None) -> dict:
+def run_soup(key: str, versions: list[int], metric: str, registry: Registry, device: str | None) -> dict | None:
+    """The soup's figures, or None (nothing saved) when no average beat the best candidate on dev."""
     loader, name, files, _ = TASKS[key]
     splits = loader()
     soup, cards = soup_from_registry(registry, name, versions, splits["dev"], metric, device)
+    if not soup.averages:
+        log.info("%s: no average beat %s alone on dev %s; nothing saved", key, soup.ingredients[0], metric)
+        return None
     test = splits["test"]
     probs = TextClassifier(soup.model, soup.tokenizer, device=device).predict(test.texts).probabilities
     test_metrics = classification_metrics(np.array([soup.labels.index(y) for y in test.labels]), probs)
@@ -91,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     registry = Registry(Path(args.registry) if args.registry else None)
     result = run_soup(args.task, args.versions, args.metric, registry, args.device)
+    if result is None:
+        print("no soup: the best candidate alone is at least as good on dev as every average tried")
+        return 0
     record_run(BENCH_DIR / "quality.json", args.task, result)
     print(json.dumps(result, indent=2))
     return 0

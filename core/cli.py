@@ -241,6 +241,10 @@ def soup_command(args: argparse.Namespace) -> int:
     test = _load_split(args.test, args)
     registry = Registry(args.registry)
     soup, cards = soup_from_registry(registry, args.name, args.versions, dev, args.metric, args.device)
+    if not soup.averages:
+        print(f"no soup saved: no average beat {soup.ingredients[0]} alone on dev {args.metric} "
+              f"({soup.steps[0]['soup']:.4f}); use {args.name} {soup.ingredients[0]} as it is")
+        return 0
     metrics = {"dev": soup.metrics["dev"]}
     if test is not None:
         metrics["test"] = _scored_on(soup.model, soup.tokenizer, test, args.device)

@@ -49,6 +49,11 @@ class Soup:
     def labels(self) -> list[str]:
         return self.model.labels
 
+    @property
+    def averages(self) -> bool:
+        """False when no average beat the best candidate alone: the "soup" is that candidate, not worth saving."""
+        return len(self.ingredients) > 1
+
     def save(self, path: Path) -> None:
         self.model.save(path, self.tokenizer)
 

@@ -134,3 +134,13 @@ def test_cli_refuses_a_single_candidate(registry: Registry, capsys: pytest.Captu
     dev_file = registry.root.parent / "dev.csv"
     code = main(["--registry", str(registry.root), "soup", "topics", "--versions", "1", "--dev", str(dev_file)])
     assert code == 1 and "at least 2 candidates" in capsys.readouterr().err
+
+
+def test_cli_saves_nothing_when_no_average_beats_the_best_alone(registry: Registry,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    dev_file = registry.root.parent / "dev.csv"
+    before = registry.versions("topics")
+    code = main(["--registry", str(registry.root), "soup", "topics", "--versions", "1", "2", "--dev", str(dev_file),
+                 "--device", "cpu"])
+    assert code == 0 and "no soup saved" in capsys.readouterr().out
+    assert registry.versions("topics") == before
