@@ -58,27 +58,33 @@ class Soup:
         self.model.save(path, self.tokenizer)
 
 
-def average_weights(models: Sequence[PooledClassifier]) -> PooledClassifier:
-    """A copy of ``models[0]`` whose floating-point weights are the mean of all ``models``'s."""
+def check_compatible(models: Sequence[PooledClassifier]) -> None:
+    """Raise :class:`SoupError` unless ``models`` share labels, weight names and shapes (so they can be averaged)."""
     if not models:
         raise SoupError("no ingredients to average; give at least one classifier")
-    first = models[0]
-    states = [m.state_dict() for m in models]
-    for i, (model, state) in enumerate(zip(models, states, strict=True)):
+    first, reference = models[0], models[0].state_dict()
+    for i, model in enumerate(models):
+        state = model.state_dict()
         if model.labels != first.labels:
             raise SoupError(f"ingredient {i} has labels {model.labels}; expected {first.labels} like ingredient 0")
-        if state.keys() != states[0].keys():
-            odd = sorted(state.keys() ^ states[0].keys())[:5]
+        if state.keys() != reference.keys():
+            odd = sorted(state.keys() ^ reference.keys())[:5]
             raise SoupError(f"ingredient {i} has other weights than ingredient 0 (e.g. {odd}); "
                             "expected fine-tunes of one encoder architecture")
         for name, tensor in state.items():
-            if tensor.shape != states[0][name].shape:
+            if tensor.shape != reference[name].shape:
                 raise SoupError(f"ingredient {i} weight {name} has shape {tuple(tensor.shape)}; "
-                                f"expected {tuple(states[0][name].shape)} like ingredient 0")
+                                f"expected {tuple(reference[name].shape)} like ingredient 0")
+
+
+def average_weights(models: Sequence[PooledClassifier]) -> PooledClassifier:
+    """A copy of ``models[0]`` whose floating-point weights are the mean of all ``models``'s."""
+    check_compatible(models)
+    states = [m.state_dict() for m in models]
     averaged = {name: (torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
                        if tensor.is_floating_point() else tensor)
                 for name, tensor in states[0].items()}
-    soup = copy.deepcopy(first)
+    soup = copy.deepcopy(models[0])
     soup.load_state_dict(averaged)
     return soup.eval()
 
@@ -121,28 +127,29 @@ def greedy_soup(candidates: dict[str, Path], dev: LabelledTexts, metric: str = "
         if tokenizers[name].get_vocab() != vocab:
             raise SoupError(f"candidate {name} has another tokenizer than {first}; "
                             "expected fine-tunes of one pre-trained encoder")
-    average_weights(list(models.values()))  # checks labels and shapes before the long scoring
+    check_compatible(list(models.values()))  # before the long scoring
     y = np.array([labels.index(label) for label in dev.labels])
 
-    alone = {}
+    alone, alone_logits = {}, {}
     for name in candidates:
-        alone[name] = _scores(_dev_logits(models[name], tokenizers[name], dev, device), y)[metric]
+        alone_logits[name] = _dev_logits(models[name], tokenizers[name], dev, device)
+        alone[name] = _scores(alone_logits[name], y)[metric]
         log.info("candidate %s alone: dev %s %.4f", name, metric, alone[name])
     order = sorted(candidates, key=lambda n: -alone[n])
     kept, best = [order[0]], alone[order[0]]
+    soup, logits = models[order[0]], alone_logits[order[0]]  # the soup so far and its dev logits
     steps = [{"ingredient": order[0], "alone": alone[order[0]], "soup": best, "kept": True}]
     for name in order[1:]:
         trial = average_weights([models[n] for n in (*kept, name)])
-        score = _scores(_dev_logits(trial, tokenizers[first], dev, device), y)[metric]
+        trial_logits = _dev_logits(trial, tokenizers[first], dev, device)
+        score = _scores(trial_logits, y)[metric]
         keep = score >= best
         steps.append({"ingredient": name, "alone": alone[name], "soup": score, "kept": keep})
         log.info("soup %s + %s: dev %s %.4f (%s)", kept, name, metric, score, "kept" if keep else "left out")
         if keep:
             kept.append(name)
-            best = score
+            best, soup, logits = score, trial, trial_logits
 
-    soup = average_weights([models[n] for n in kept])
-    logits = _dev_logits(soup, tokenizers[first], dev, device)
     soup.temperature = fit_temperature(logits, y)
     metrics = {"dev": classification_metrics(y, softmax(logits, soup.temperature)),
                "temperature": soup.temperature, "dev_uncalibrated_ece": _scores(logits, y)["ece"]}
