@@ -139,6 +139,17 @@ def _scored_on(model, tokenizer, data: LabelledTexts, device: str | None) -> dic
     return classification_metrics(np.array([ids[y] for y in data.labels]), probs)
 
 
+def _save_and_report(registry: Registry, args: argparse.Namespace, save, card: ModelCard, metrics: dict,
+                     detail: str = "") -> Path:
+    """Save the artifact, print where and its metrics, and promote it when ``--promote`` was given."""
+    path = registry.save(args.name, save, card)
+    print(f"saved {path}{detail}")
+    print(json.dumps(metrics, indent=2))
+    if getattr(args, "promote", False):
+        print(registry.promote(args.name, path.name).reason)
+    return path
+
+
 def train_classifier_command(args: argparse.Namespace) -> int:
     from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
 
@@ -164,11 +175,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
                "temperature": trained.metrics["temperature"], "train_seconds": round(trained.train_seconds, 1),
                "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]},
     )
-    path = registry.save(args.name, trained.save, card)
-    print(f"saved {path}")
-    print(json.dumps(metrics, indent=2))
-    if args.promote:
-        print(registry.promote(args.name, path.name).reason)
+    _save_and_report(registry, args, trained.save, card, metrics)
     return 0
 
 
@@ -196,11 +203,7 @@ def train_pairs_command(args: argparse.Namespace) -> int:
           f"({len(dev_pairs)} dev)")
     trained = train(config, train_pairs, dev_pairs)
     data = [data_record(args.train, "train", rows=len(train_pairs)), data_record(args.dev, "dev", rows=len(dev_pairs))]
-    path = registry.save(args.name, trained.save, trained.card(args.name, data))
-    print(f"saved {path}")
-    print(json.dumps(trained.metrics, indent=2))
-    if args.promote:
-        print(registry.promote(args.name, path.name).reason)
+    _save_and_report(registry, args, trained.save, trained.card(args.name, data), trained.metrics)
     return 0
 
 
@@ -227,9 +230,8 @@ def train_encoder_command(args: argparse.Namespace) -> int:
                      hyperparameters=adapted.hyperparameters(), metrics=adapted.metrics,
                      primary_metric="mlm_accuracy",
                      extra={"history": adapted.history, "train_seconds": round(adapted.train_seconds, 1)})
-    path = Registry(args.registry).save(args.name, adapted.save, card)
-    print(f"saved {path} (use it as --base-model {path})")
-    print(json.dumps(adapted.metrics, indent=2))
+    path = _save_and_report(Registry(args.registry), args, adapted.save, card, adapted.metrics)
+    print(f"use it as --base-model {path}")
     return 0
 
 
@@ -251,11 +253,8 @@ def soup_command(args: argparse.Namespace) -> int:
     fields = soup_card_fields(soup, cards, args.metric)
     fields["data"] += [data_record(path, role) for path, role in ((args.dev, "dev"), (args.test, "test")) if path]
     card = ModelCard(name=args.name, task="classifier", metrics=metrics, primary_metric=args.metric, **fields)
-    path = registry.save(args.name, soup.save, card)
-    print(f"saved {path}: soup of {', '.join(soup.ingredients)} (candidates v{', v'.join(map(str, args.versions))})")
-    print(json.dumps(metrics, indent=2))
-    if args.promote:
-        print(registry.promote(args.name, path.name).reason)
+    _save_and_report(registry, args, soup.save, card, metrics, f": soup of {', '.join(soup.ingredients)} "
+                     f"(candidates v{', v'.join(map(str, args.versions))})")
     return 0
 
 
