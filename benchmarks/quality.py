@@ -23,14 +23,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from benchmarks import datasets
 from core.artifacts import ModelCard, data_record, library_versions
 from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
-from core.inference.classifier import TextClassifier
-from core.metrics import classification_metrics
+from core.inference.classifier import TextClassifier, labelled_metrics
 from core.registry import Registry
 
 log = logging.getLogger("benchmarks.quality")
@@ -64,6 +62,23 @@ def machine() -> dict:
             "platform": platform.platform(), "libraries": library_versions()}
 
 
+def figures_entry(key: str, test: dict, dev: dict, promotion, artifact: Path, base_model: str,
+                  train_seconds: float, train_examples_per_s: float, **details) -> dict:
+    """One task's entry of the figures file: the keys other tools read (the issue names them), then ``details``.
+
+    ``dev`` holds the calibrated dev metrics (``dev``) and the ECE before calibration
+    (``dev_uncalibrated_ece``), as a trained classifier's or a soup's ``metrics`` do.
+    """
+    return {
+        "accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "weighted_f1": test["weighted_f1"],
+        "ece": test["ece"], "train_seconds": round(train_seconds, 1),
+        "train_examples_per_s": round(train_examples_per_s, 2), "base_model": base_model,
+        "artifact": str(artifact), "test_examples": test["examples"], "dev": dev["dev"],
+        "dev_uncalibrated_ece": dev["dev_uncalibrated_ece"], "floor": FLOORS[key], **details,
+        "production": promotion.promoted, "promotion": promotion.reason,
+    }
+
+
 def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry) -> dict:
     """Train, test and register one task; ``overrides`` (from the command line) beat per-task settings."""
     loader, name, files, settings = TASKS[key]
@@ -73,13 +88,11 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
              len(splits["test"]), config.base_model)
     trained = train_classifier(config, splits["train"], splits["dev"])
 
-    label_id = {label: i for i, label in enumerate(trained.labels)}
     test = splits["test"]
     classifier = TextClassifier(trained.model, trained.tokenizer, device=config.device)
     started = time.monotonic()
-    probs = classifier.predict(test.texts).probabilities
+    test_metrics = labelled_metrics(classifier, test)
     predict_seconds = time.monotonic() - started
-    test_metrics = classification_metrics(np.array([label_id[y] for y in test.labels]), probs)
 
     root = datasets.datasets_dir()
     card = ModelCard(
@@ -94,22 +107,14 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
     )
     artifact = registry.save(name, trained.save, card)
     promotion = registry.promote(name, artifact.name)  # production only if dev is not worse than the current one
-    result = {
-        "accuracy": test_metrics["accuracy"], "macro_f1": test_metrics["macro_f1"],
-        "weighted_f1": test_metrics["weighted_f1"], "ece": test_metrics["ece"],
-        "train_seconds": round(trained.train_seconds, 1),
-        "train_examples_per_s": round(trained.train_examples_per_s, 2),
-        "base_model": config.base_model, "artifact": str(artifact),
-        "test_examples": test_metrics["examples"], "dev": trained.metrics["dev"],
-        "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"],
-        "best_epoch": trained.best_epoch, "epochs_run": len(trained.history),
-        "predict_examples_per_s": round(len(test) / predict_seconds, 1),
-        "floor": FLOORS[key], "method": config.method, "head_init": config.head_init,
-        "layer_lr_decay": config.layer_lr_decay, "learning_rate": config.learning_rate,
-        "label_smoothing": config.label_smoothing, "seed": config.seed, "device": str(classifier.device_info.name),
-        "production": promotion.promoted,
-        "promotion": promotion.reason,
-    }
+    result = figures_entry(
+        key, test_metrics, trained.metrics, promotion, artifact, config.base_model,
+        trained.train_seconds, trained.train_examples_per_s,
+        best_epoch=trained.best_epoch, epochs_run=len(trained.history),
+        predict_examples_per_s=round(len(test) / predict_seconds, 1), method=config.method,
+        head_init=config.head_init, layer_lr_decay=config.layer_lr_decay, learning_rate=config.learning_rate,
+        label_smoothing=config.label_smoothing, seed=config.seed, device=str(classifier.device_info.name),
+    )
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
     return result
 

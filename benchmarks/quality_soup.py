@@ -17,14 +17,11 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import datasets
-from benchmarks.quality import BENCH_DIR, FLOORS, TASKS, record_run
+from benchmarks.quality import BENCH_DIR, TASKS, figures_entry, record_run
 from core.artifacts import ModelCard, data_record
 from core.finetune.soup import soup_card_fields, soup_from_registry
-from core.inference.classifier import TextClassifier
-from core.metrics import classification_metrics
+from core.inference.classifier import TextClassifier, labelled_metrics
 from core.registry import Registry
 
 log = logging.getLogger("benchmarks.quality_soup")
@@ -53,8 +50,7 @@ def run_soup(key: str, versions: list[int], metric: str, registry: Registry, dev
         log.info("%s: no average beat %s alone on dev %s; nothing saved", key, soup.ingredients[0], metric)
         return None
     test = splits["test"]
-    probs = TextClassifier(soup.model, soup.tokenizer, device=device).predict(test.texts).probabilities
-    test_metrics = classification_metrics(np.array([soup.labels.index(y) for y in test.labels]), probs)
+    test_metrics = labelled_metrics(TextClassifier(soup.model, soup.tokenizer, device=device), test)
 
     root = datasets.datasets_dir()
     fields = soup_card_fields(soup, cards, metric)
@@ -66,17 +62,13 @@ def run_soup(key: str, versions: list[int], metric: str, registry: Registry, dev
     artifact = registry.save(name, soup.save, card)
     promotion = registry.promote(name, artifact.name)
     train_seconds, per_second = ingredient_training(cards, soup.ingredients, len(splits["train"]))
-    result = {
-        "accuracy": test_metrics["accuracy"], "macro_f1": test_metrics["macro_f1"],
-        "weighted_f1": test_metrics["weighted_f1"], "ece": test_metrics["ece"],
-        "train_seconds": round(train_seconds + soup.seconds, 1), "train_examples_per_s": round(per_second, 2),
-        "base_model": card.base_model, "artifact": str(artifact), "test_examples": test_metrics["examples"],
-        "dev": soup.metrics["dev"], "dev_uncalibrated_ece": soup.metrics["dev_uncalibrated_ece"],
-        "method": "greedy_soup", "metric": metric, "candidates": [f"v{v}" for v in versions],
-        "ingredients": soup.ingredients, "steps": soup.steps, "soup_seconds": round(soup.seconds, 1),
-        "ingredient_base_models": {f"v{c.version}": c.base_model for c in cards if f"v{c.version}" in soup.ingredients},
-        "floor": FLOORS[key], "production": promotion.promoted, "promotion": promotion.reason,
-    }
+    result = figures_entry(
+        key, test_metrics, soup.metrics, promotion, artifact, card.base_model,
+        train_seconds + soup.seconds, per_second, method="greedy_soup", metric=metric,
+        candidates=[f"v{v}" for v in versions], ingredients=soup.ingredients, steps=soup.steps,
+        soup_seconds=round(soup.seconds, 1),
+        ingredient_base_models={f"v{c.version}": c.base_model for c in cards if f"v{c.version}" in soup.ingredients},
+    )
     log.info("%s soup %s test: %s; %s", key, soup.ingredients,
              {k: round(result[k], 4) for k in ("accuracy", "macro_f1", "weighted_f1", "ece")}, promotion.reason)
     return result

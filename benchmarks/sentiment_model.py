@@ -23,15 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import datasets
 from benchmarks.figures import write_figures
 from core.artifacts import ModelCard, data_record
 from core.data.labelled import LabelledTexts
 from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
-from core.inference.classifier import TextClassifier
-from core.metrics import classification_metrics
+from core.inference.classifier import TextClassifier, labelled_metrics
 from core.registry import ModelNotFoundError, Registry
 
 log = logging.getLogger("benchmarks.sentiment_model")
@@ -47,12 +44,6 @@ def combine(parts: list[LabelledTexts], name: str, seed: int) -> LabelledTexts:
     pairs = [(t, y) for part in parts for t, y in zip(part.texts, part.labels, strict=True)]
     random.Random(seed).shuffle(pairs)
     return LabelledTexts([t for t, _ in pairs], [y for _, y in pairs], name)
-
-
-def test_metrics(classifier: TextClassifier, labels: list[str], split: LabelledTexts) -> dict:
-    ids = {label: i for i, label in enumerate(labels)}
-    probs = classifier.predict(split.texts).probabilities
-    return classification_metrics(np.array([ids[y] for y in split.labels]), probs)
 
 
 def promote(registry: Registry, name: str, version: int) -> str:
@@ -100,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     trained = train_classifier(config, train, dev)
     classifier = TextClassifier(trained.model, trained.tokenizer, device=config.device)
-    tests = {"phrasebank": test_metrics(classifier, trained.labels, phrasebank["test"]),
-             "twitter": test_metrics(classifier, trained.labels, twitter["test"])}
+    tests = {"phrasebank": labelled_metrics(classifier, phrasebank["test"]),
+             "twitter": labelled_metrics(classifier, twitter["test"])}
 
     root = datasets.datasets_dir()
     card = ModelCard(

@@ -124,21 +124,6 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _scored_on(model, tokenizer, data: LabelledTexts, device: str | None) -> dict:
-    """Calibrated figures of an in-memory classifier (temperature already fitted) on labelled ``data``."""
-    import numpy as np
-
-    from core.inference.classifier import TextClassifier
-    from core.metrics import classification_metrics
-
-    unseen = sorted(set(data.labels) - set(model.labels))
-    if unseen:
-        raise DataError(f"{data.source}: label(s) {unseen[:10]} are not among the model's classes {model.labels[:10]}")
-    ids = {label: i for i, label in enumerate(model.labels)}
-    probs = TextClassifier(model, tokenizer, device).predict(data.texts).probabilities
-    return classification_metrics(np.array([ids[y] for y in data.labels]), probs)
-
-
 def _save_and_report(registry: Registry, args: argparse.Namespace, save, card: ModelCard, metrics: dict,
                      detail: str = "") -> Path:
     """Save the artifact, print where and its metrics, and promote it when ``--promote`` was given."""
@@ -152,6 +137,7 @@ def _save_and_report(registry: Registry, args: argparse.Namespace, save, card: M
 
 def train_classifier_command(args: argparse.Namespace) -> int:
     from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
+    from core.inference.classifier import TextClassifier, labelled_metrics
 
     config = _config_from_args(ClassifierTrainingConfig, args)
     config.validate()
@@ -166,7 +152,7 @@ def train_classifier_command(args: argparse.Namespace) -> int:
         return 0  # under accelerate launch / torchrun, one process writes the artifact
     metrics = {"dev": trained.metrics["dev"]}
     if test is not None:
-        metrics["test"] = _scored_on(trained.model, trained.tokenizer, test, config.device)
+        metrics["test"] = labelled_metrics(TextClassifier(trained.model, trained.tokenizer, config.device), test)
     card = ModelCard(
         name=args.name, task="classifier", base_model=config.base_model,
         data=[data_record(p, role) for p, role in ((args.train, "train"), (args.dev, "dev"), (args.test, "test")) if p],
@@ -238,6 +224,7 @@ def train_encoder_command(args: argparse.Namespace) -> int:
 def soup_command(args: argparse.Namespace) -> int:
     """``soup``: average the weights of several versions of one classifier into a new version."""
     from core.finetune.soup import soup_card_fields, soup_from_registry
+    from core.inference.classifier import TextClassifier, labelled_metrics
 
     dev = load_labelled(args.dev, args.text_column, args.label_column)
     test = _load_split(args.test, args)
@@ -249,7 +236,7 @@ def soup_command(args: argparse.Namespace) -> int:
         return 0
     metrics = {"dev": soup.metrics["dev"]}
     if test is not None:
-        metrics["test"] = _scored_on(soup.model, soup.tokenizer, test, args.device)
+        metrics["test"] = labelled_metrics(TextClassifier(soup.model, soup.tokenizer, args.device), test)
     fields = soup_card_fields(soup, cards, args.metric)
     fields["data"] += [data_record(path, role) for path, role in ((args.dev, "dev"), (args.test, "test")) if path]
     card = ModelCard(name=args.name, task="classifier", metrics=metrics, primary_metric=args.metric, **fields)
@@ -259,12 +246,11 @@ def soup_command(args: argparse.Namespace) -> int:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from core.inference.classifier import TextClassifier
+    from core.inference.classifier import TextClassifier, labelled_metrics
 
     path = Path(args.model) if Path(args.model).is_dir() else Registry(args.registry).path(args.model, args.version)
     data = load_labelled(args.data, args.text_column, args.label_column)
-    classifier = TextClassifier.load(path)
-    figures = _scored_on(classifier.model, classifier.tokenizer, data, None)
+    figures = labelled_metrics(TextClassifier.load(path), data)
     print(json.dumps({"model": str(path), "data": args.data, **figures}, indent=2))
     return 0
 

@@ -10,8 +10,11 @@ import numpy as np
 
 from core.calibration import softmax
 from core.classifier_model import CONFIG_FILE, ENCODER_DIR, HEAD_FILE, PooledClassifier
+from core.data.labelled import LabelledTexts
+from core.data.tables import DataError
 from core.device import pick_device
 from core.inference.logits import predict_logits
+from core.metrics import classification_metrics
 
 
 class ClassifierLoadError(ValueError):
@@ -80,3 +83,14 @@ def calibrated_prediction(classifier, texts: list[str]) -> Prediction:
     probs = softmax(classifier.logits(texts), classifier.temperature)
     best = probs.argmax(axis=1)
     return Prediction([classifier.classes[i] for i in best], probs[np.arange(len(best)), best], probs)
+
+
+def labelled_metrics(classifier: TextClassifier, data: LabelledTexts) -> dict:
+    """Calibrated accuracy, F1s and ECE of ``classifier`` on labelled ``data``; unknown labels are named."""
+    unseen = sorted(set(data.labels) - set(classifier.classes))
+    if unseen:
+        raise DataError(f"{data.source}: label(s) {unseen[:10]} are not among the model's classes "
+                        f"{classifier.classes[:10]}")
+    ids = {label: i for i, label in enumerate(classifier.classes)}
+    probs = classifier.predict(data.texts).probabilities
+    return classification_metrics(np.array([ids[y] for y in data.labels]), probs)
