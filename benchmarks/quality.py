@@ -137,9 +137,8 @@ def record_run(output: Path, key: str, result: dict) -> None:
         log.info("%s: %s, so %s keeps the production model's figures", key, result["promotion"], output)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark fine-tune, shared with ``benchmarks.quality_gpu``."""
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--base-model", default="all-MiniLM-L6-v2", help="encoder reference (default all-MiniLM-L6-v2)")
     parser.add_argument("--epochs", type=int, help="override the per-task epochs")
@@ -157,21 +156,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
-    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
-    parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"),
-                        help="figures of the production models (each run also writes quality-<task>-v<N>.json)")
     parser.add_argument("--registry", help="model registry root (default var/models)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
+
+def training_setup(args: argparse.Namespace, device: str | None) -> tuple[ClassifierTrainingConfig, dict]:
+    """The base config and the per-task overrides that the command line asks for."""
     base = ClassifierTrainingConfig(base_model=args.base_model, batch_size=args.batch_size,
                                     learning_rate=args.learning_rate, method=args.method,
                                     head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
-                                    max_train_minutes=args.max_train_minutes, device=args.device, seed=args.seed,
+                                    max_train_minutes=args.max_train_minutes, device=device, seed=args.seed,
                                     progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     if args.label_smoothing is not None:
         overrides["label_smoothing"] = args.label_smoothing
+    return base, overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_arguments(parser)
+    parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
+    parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"),
+                        help="figures of the production models (each run also writes quality-<task>-v<N>.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    base, overrides = training_setup(args, args.device)
     registry = Registry(Path(args.registry) if args.registry else None)
     output = Path(args.output)
     results = {}
