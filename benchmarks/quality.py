@@ -79,11 +79,17 @@ def figures_entry(key: str, test: dict, dev: dict, promotion, artifact: Path, ba
     }
 
 
-def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry) -> dict:
-    """Train, test and register one task; ``overrides`` (from the command line) beat per-task settings."""
-    loader, name, files, settings = TASKS[key]
-    splits = loader()
-    config = replace(base, **{**settings, **overrides})
+def task_config(key: str, base: ClassifierTrainingConfig, overrides: dict) -> ClassifierTrainingConfig:
+    """The fine-tune settings of one task: ``overrides`` (from the command line) beat per-task settings."""
+    return replace(base, **{**TASKS[key][3], **overrides})
+
+
+def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry,
+             splits: dict | None = None) -> dict:
+    """Train, test and register one task (on ``splits`` when the caller has loaded them already)."""
+    loader, name, files, _ = TASKS[key]
+    splits = splits or loader()
+    config = task_config(key, base, overrides)
     log.info("== %s: %d train / %d dev / %d test, %s", key, len(splits["train"]), len(splits["dev"]),
              len(splits["test"]), config.base_model)
     trained = train_classifier(config, splits["train"], splits["dev"])

@@ -73,10 +73,10 @@ def cpu_reference(figures: dict, key: str, base_model: str) -> dict | None:
 def check_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry,
                slice_examples: int, reference: dict) -> dict:
     """The GPU benchmark of one task, and its throughput against the CPU."""
-    result = quality.run_task(key, base, overrides, registry)
-    loader, _, _, settings = quality.TASKS[key]
-    config = replace(base, **{**settings, **overrides})
-    train, dev = training_slice(loader(), slice_examples)
+    splits = quality.TASKS[key][0]()
+    result = quality.run_task(key, base, overrides, registry, splits)
+    config = quality.task_config(key, base, overrides)
+    train, dev = training_slice(splits, slice_examples)
     gpu = slice_throughput(config, train, dev, base.device)
     cpu = slice_throughput(config, train, dev, "cpu")
     result["same_machine"] = {"examples": len(train), "gpu": gpu, "cpu": cpu,

@@ -32,11 +32,20 @@ DATASET_FILES = [
 ]
 MODEL_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
 TRANSFER_LIMIT = 64 << 20
+WORKING_TREE_ALLOWANCE = 8 << 20  # the repository travels with the kit (about 2 MiB now)
+
+
+def convert_weights(source: Path, target: Path, dtype) -> None:
+    """Copy a safetensors file with its floating-point tensors cast to ``dtype`` (integer ones as they are)."""
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(source)
+    save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in weights.items()}, target)
 
 
 def pack(kit: Path, cpu_figures: Path | None) -> int:
     """Write the kit; returns its size in bytes (checked against the transfer limit)."""
-    from safetensors.torch import load_file, save_file
+    import torch
 
     from benchmarks.datasets import datasets_dir
     from core.model_refs import resolve_model
@@ -53,27 +62,23 @@ def pack(kit: Path, cpu_figures: Path | None) -> int:
     (kit / MODEL_NAME).mkdir(parents=True)
     for name in MODEL_FILES:
         shutil.copyfile(model / name, kit / MODEL_NAME / name)
-    weights = load_file(model / "model.safetensors")
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
-              kit / MODEL_NAME / HALF_WEIGHTS)
+    convert_weights(model / "model.safetensors", kit / MODEL_NAME / HALF_WEIGHTS, torch.float16)
     if cpu_figures is not None:
         shutil.copyfile(cpu_figures, kit / "cpu-figures.json")
     size = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
-    if size > TRANSFER_LIMIT - (8 << 20):
+    if size > TRANSFER_LIMIT - WORKING_TREE_ALLOWANCE:
         raise SystemExit(f"the kit is {size / 2**20:.1f} MiB; with the working tree it must stay under 64 MiB")
     return size
 
 
 def widen_weights(kit: Path) -> Path:
     """Write the float32 ``model.safetensors`` from the float16 copy; returns the model folder."""
-    from safetensors.torch import load_file, save_file
+    import torch
 
     folder = kit / MODEL_NAME
     if not (folder / HALF_WEIGHTS).is_file():
         raise SystemExit(f"no {folder / HALF_WEIGHTS}: run `python -m infra.gpu_kit pack` first and carry .gpu-kit")
-    weights = load_file(folder / HALF_WEIGHTS)
-    save_file({k: v.float() if v.is_floating_point() else v for k, v in weights.items()},
-              folder / "model.safetensors")
+    convert_weights(folder / HALF_WEIGHTS, folder / "model.safetensors", torch.float32)
     return folder
 
 
