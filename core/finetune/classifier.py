@@ -161,6 +161,21 @@ def _apply_lora(model: PooledClassifier, config: ClassifierTrainingConfig) -> No
     model.encoder = get_peft_model(model.encoder, lora)
 
 
+def _accelerator(device_info, grad_accumulation: int) -> Accelerator:
+    """An Accelerator for this run's device. accelerate keeps one device and precision per
+    process and refuses another, so a run on another device than the last (GPU, then CPU)
+    starts from a fresh state."""
+    from accelerate.state import AcceleratorState
+
+    mixed_precision = "bf16" if device_info.bf16 else "no"
+    state = AcceleratorState._shared_state
+    if state and (state["device"].type != device_info.device.type
+                  or state.get("_mixed_precision") != mixed_precision):
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(cpu=device_info.device.type == "cpu", mixed_precision=mixed_precision,
+                       gradient_accumulation_steps=grad_accumulation)
+
+
 def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev: LabelledTexts) -> TrainedClassifier:
     """Fine-tune on ``train``, select the epoch and fit the temperature on ``dev``."""
     config.validate()
@@ -168,9 +183,7 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     resolved = resolve_model(config.base_model)
     _seed_everything(config.seed)
     device_info = pick_device(config.device)
-    accelerator = Accelerator(cpu=device_info.device.type == "cpu",
-                              mixed_precision="bf16" if device_info.bf16 else "no",
-                              gradient_accumulation_steps=config.grad_accumulation)
+    accelerator = _accelerator(device_info, config.grad_accumulation)
     device = accelerator.device
     log.info("training on %s (%d train, %d dev, %d classes)", device_info.name, len(train), len(dev), len(labels))
 

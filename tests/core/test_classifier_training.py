@@ -134,3 +134,17 @@ def test_int8_onnx_is_measured_and_used_only_when_accepted(trained: TrainedClass
 
     export_int8(path, dev, max_drop=-1.0)  # an impossible bar: rejected, PyTorch serves
     assert isinstance(load_classifier(path, device="cpu"), TextClassifier)
+
+
+def test_a_later_run_may_change_precision_in_the_same_process():
+    """accelerate keeps one device and precision per process; a GPU run followed by a CPU run
+    (the GPU check's slice timing) must not be refused."""
+    from accelerate import Accelerator
+
+    from core.device import DeviceInfo
+    from core.finetune.classifier import _accelerator
+
+    Accelerator(cpu=True, mixed_precision="bf16")
+    accelerator = _accelerator(DeviceInfo(device=torch.device("cpu"), bf16=False, num_threads=1), 1)
+    assert accelerator.mixed_precision == "no"
+    assert accelerator.device.type == "cpu"
