@@ -32,13 +32,18 @@ def split_bucket(text: str) -> int:
     return int(hashlib.sha1(text.strip().encode("utf-8")).hexdigest(), 16) % 10
 
 
-def _split(texts: list[str], labels: list[str], name: str, keep) -> LabelledTexts:
-    pairs = [(t, y) for t, y in zip(texts, labels, strict=True) if keep(split_bucket(t))]
-    return LabelledTexts([t for t, _ in pairs], [y for _, y in pairs], name)
+def _split(texts: list[str], labels: list[str], name: str, keep,
+           agreement: list[float] | None = None) -> LabelledTexts:
+    rows = [i for i, t in enumerate(texts) if keep(split_bucket(t))]
+    return LabelledTexts([texts[i] for i in rows], [labels[i] for i in rows], name,
+                         [agreement[i] for i in rows] if agreement is not None else None)
 
 
-def phrasebank(agreement: str = "50Agree") -> dict[str, LabelledTexts]:
-    """Financial PhraseBank (latin-1, ``sentence@label``): train h 0..7, dev h 8, test h 9."""
+# PhraseBank's files, loosest first, with the least share of annotators each one guarantees
+PHRASEBANK_TIERS = {"50Agree": 0.5, "66Agree": 0.66, "75Agree": 0.75, "AllAgree": 1.0}
+
+
+def _phrasebank_file(agreement: str) -> tuple[list[str], list[str]]:
     path = datasets_dir() / "financial_phrasebank" / f"Sentences_{agreement}.txt"
     texts, labels = [], []
     for line in path.read_text(encoding="latin-1").splitlines():
@@ -46,10 +51,29 @@ def phrasebank(agreement: str = "50Agree") -> dict[str, LabelledTexts]:
             text, label = line.rsplit("@", 1)
             texts.append(text.strip())
             labels.append(label.strip())
+    return texts, labels
+
+
+def phrasebank_agreement(texts: list[str]) -> list[float]:
+    """Per sentence, the least annotator share of the strictest PhraseBank file that holds it."""
+    share = {}
+    for tier, least in PHRASEBANK_TIERS.items():  # loosest first, so stricter files overwrite
+        share.update(dict.fromkeys(_phrasebank_file(tier)[0], least))
+    return [share[t] for t in texts]
+
+
+def phrasebank(agreement: str = "50Agree", with_agreement: bool = False) -> dict[str, LabelledTexts]:
+    """Financial PhraseBank (latin-1, ``sentence@label``): train h 0..7, dev h 8, test h 9.
+
+    ``with_agreement`` attaches each sentence's annotator agreement (from which of the four
+    files hold it) for ``agreement_targets``; it reads all four files.
+    """
+    texts, labels = _phrasebank_file(agreement)
+    shares = phrasebank_agreement(texts) if with_agreement else None
     name = f"phrasebank-{agreement}"
-    return {"train": _split(texts, labels, f"{name}/train", lambda h: h <= 7),
-            "dev": _split(texts, labels, f"{name}/dev", lambda h: h == 8),
-            "test": _split(texts, labels, f"{name}/test", lambda h: h == 9)}
+    return {"train": _split(texts, labels, f"{name}/train", lambda h: h <= 7, shares),
+            "dev": _split(texts, labels, f"{name}/dev", lambda h: h == 8, shares),
+            "test": _split(texts, labels, f"{name}/test", lambda h: h == 9, shares)}
 
 
 def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:

@@ -48,6 +48,12 @@ TASKS = {
     "banking77": (datasets.banking77, "intent-banking77",
                   ["banking77/train.csv"] * 2 + ["banking77/test.csv"], {"epochs": 5, "max_length": 64}),
 }
+# tasks whose data also says how many annotators chose each label (for --agreement-targets):
+# the loader that attaches it, and the extra files that loader reads
+AGREEMENT_DATA = {
+    "fpb50": (lambda: datasets.phrasebank("50Agree", with_agreement=True),
+              [f"financial_phrasebank/Sentences_{tier}.txt" for tier in ("66Agree", "75Agree", "AllAgree")]),
+}
 FLOORS = {  # test figures measured on this protocol (BENCHMARKS.md): frozen MiniLM + LR, plain fine-tune
     "fpb50": {"metric": "accuracy", "frozen_lr": 0.767, "plain_finetune": 0.813, "target": 0.86},
     "fpb_allagree": {"metric": "accuracy", "frozen_lr": 0.906, "plain_finetune": None, "target": 0.97},
@@ -88,8 +94,11 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
              splits: dict | None = None) -> dict:
     """Train, test and register one task (on ``splits`` when the caller has loaded them already)."""
     loader, name, files, _ = TASKS[key]
-    splits = splits or loader()
     config = task_config(key, base, overrides)
+    if config.agreement_targets:
+        check_agreement_tasks([key])
+        loader = AGREEMENT_DATA[key][0]
+    splits = splits or loader()
     log.info("== %s: %d train / %d dev / %d test, %s", key, len(splits["train"]), len(splits["dev"]),
              len(splits["test"]), config.base_model)
     trained = train_classifier(config, splits["train"], splits["dev"])
@@ -104,7 +113,8 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
     card = ModelCard(
         name=name, task="classifier", base_model=config.base_model,
         data=[data_record(root / f, role, rows=len(splits[role]))
-              for f, role in zip(files, ("train", "dev", "test"), strict=True)],
+              for f, role in zip(files, ("train", "dev", "test"), strict=True)]
+        + [data_record(root / f, "agreement") for f in (AGREEMENT_DATA[key][1] if config.agreement_targets else [])],
         hyperparameters=trained.hyperparameters(), labels=trained.labels,
         metrics={"dev": trained.metrics["dev"], "test": test_metrics},
         extra={"split": "sha1(text) % 10 per ../shared/BENCHMARKS.md", "history": trained.history,
@@ -119,7 +129,8 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         best_epoch=trained.best_epoch, epochs_run=len(trained.history),
         predict_examples_per_s=round(len(test) / predict_seconds, 1), method=config.method,
         head_init=config.head_init, layer_lr_decay=config.layer_lr_decay, learning_rate=config.learning_rate,
-        label_smoothing=config.label_smoothing, seed=config.seed, device=str(classifier.device_info.name),
+        label_smoothing=config.label_smoothing, agreement_targets=config.agreement_targets, seed=config.seed,
+        device=str(classifier.device_info.name),
     )
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
     return result
@@ -143,6 +154,14 @@ def record_run(output: Path, key: str, result: dict) -> None:
         log.info("%s: %s, so %s keeps the production model's figures", key, result["promotion"], output)
 
 
+def check_agreement_tasks(tasks: list[str]) -> None:
+    """Refuse --agreement-targets, before any training, for tasks whose data has no agreement."""
+    missing = [key for key in tasks if key not in AGREEMENT_DATA]
+    if missing:
+        raise SystemExit(f"--agreement-targets: task(s) {missing} have no per-row annotator agreement; "
+                         f"only {sorted(AGREEMENT_DATA)} do")
+
+
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a benchmark fine-tune, shared with ``benchmarks.quality_gpu``."""
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
@@ -159,6 +178,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-smoothing", type=float, default=None,
                         help="override the per-task label smoothing (PhraseBank 50Agree 0.1 for its noisy labels, "
                              "else 0)")
+    parser.add_argument("--agreement-targets", action="store_true",
+                        help="train toward soft targets from each sentence's annotator agreement (PhraseBank "
+                             "50Agree: which of its four files hold the sentence)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
@@ -175,6 +197,9 @@ def training_setup(args: argparse.Namespace, device: str | None) -> tuple[Classi
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     if args.label_smoothing is not None:
         overrides["label_smoothing"] = args.label_smoothing
+    if args.agreement_targets:
+        check_agreement_tasks(args.tasks)
+        overrides["agreement_targets"] = True
     return base, overrides
 
 

@@ -48,6 +48,8 @@ CLASSIFIER_HELP = {
     "layer_lr_decay": "layer-wise decay: layer i gets lr * decay**(layers - i); 1 disables",
     "dropout": "dropout before the head",
     "label_smoothing": "cross-entropy label smoothing",
+    "agreement_targets": "train toward soft targets: each label gets its annotator agreement share "
+                         "(--agreement-column), the other classes the rest",
     "max_length": "tokens per text (longer texts are truncated)",
     "class_weights": "weight the loss by inverse class frequency (imbalanced data)",
     "head_init": "probe: start the head as a logistic regression on frozen features (LP-FT); random",
@@ -141,7 +143,12 @@ def train_classifier_command(args: argparse.Namespace) -> int:
 
     config = _config_from_args(ClassifierTrainingConfig, args)
     config.validate()
-    train, dev, test = (_load_split(p, args) for p in (args.train, args.dev, args.test))
+    if config.agreement_targets and not args.agreement_column:
+        raise CliError("--agreement-targets needs --agreement-column: the training data's column with each "
+                       "row's share of annotators who chose its label")
+    train = load_labelled(args.train, args.text_column, args.label_column,
+                          args.agreement_column if config.agreement_targets else None)
+    dev, test = (_load_split(p, args) for p in (args.dev, args.test))
     label_space(train, *[s for s in (dev, test) if s is not None])
     resolve_model(config.base_model)  # fail now, not after loading data into a model
     registry = Registry(args.registry)
@@ -310,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--test", help="optional test data, reported only")
     classifier.add_argument("--text-column", default="text", help="column with the text")
     classifier.add_argument("--label-column", default="label", help="column with the label")
+    classifier.add_argument("--agreement-column", help="training data's column with each row's annotator "
+                            "agreement, a share in (0, 1]; read with --agreement-targets")
     classifier.add_argument("--name", required=True, help="registry name, e.g. sentiment")
     classifier.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
     _add_config_options(classifier, ClassifierTrainingConfig, CLASSIFIER_HELP)

@@ -32,6 +32,7 @@ from core.calibration import fit_temperature, softmax
 from core.classifier_model import PooledClassifier
 from core.data.labelled import LabelledTexts, label_space
 from core.device import pick_device
+from core.finetune.soft_targets import agreement_targets, check_agreement
 from core.inference.logits import predict_logits
 from core.metrics import classification_metrics
 from core.model_refs import resolve_model
@@ -55,6 +56,7 @@ class ClassifierTrainingConfig:
     max_grad_norm: float = 1.0
     dropout: float = 0.1
     label_smoothing: float = 0.0
+    agreement_targets: bool = False      # soft targets from the data's per-row annotator agreement
     max_length: int = 128
     class_weights: bool = False          # weight the loss by inverse class frequency
     head_init: str = "probe"             # "probe" (LP-FT) or "random"
@@ -180,6 +182,7 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     """Fine-tune on ``train``, select the epoch and fit the temperature on ``dev``."""
     config.validate()
     labels = label_space(train, dev)
+    shares = check_agreement(train.agreement, len(train), train.source) if config.agreement_targets else None
     resolved = resolve_model(config.base_model)
     _seed_everything(config.seed)
     device_info = pick_device(config.device)
@@ -206,7 +209,12 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     if config.class_weights:
         counts = np.bincount(y_train, minlength=len(labels)).astype(np.float64)
         weights = torch.tensor(len(y_train) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
+    if shares is not None:  # the smoothing is folded into the soft targets
+        targets = torch.as_tensor(agreement_targets(y_train, shares, len(labels), config.label_smoothing))
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    else:
+        targets = torch.as_tensor(y_train)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     optimizer = torch.optim.AdamW(_parameter_groups(model, config), lr=config.learning_rate)
     steps_per_epoch = math.ceil(len(train_ids) / config.batch_size / config.grad_accumulation)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps_per_epoch * config.epochs),
@@ -233,7 +241,7 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
         for index in bar:
             with accelerator.accumulate(model):
                 batch = collate(tokenizer, train_ids, index, device)
-                target = torch.as_tensor(y_train[index], device=device)
+                target = targets[index].to(device)
                 with accelerator.autocast():
                     loss = loss_fn(model(**batch).float(), target)
                 accelerator.backward(loss)

@@ -148,3 +148,15 @@ def test_a_later_run_may_change_precision_in_the_same_process():
     accelerator = _accelerator(DeviceInfo(device=torch.device("cpu"), bf16=False, num_threads=1), 1)
     assert accelerator.mixed_precision == "no"
     assert accelerator.device.type == "cpu"
+
+
+def test_agreement_targets_train_and_are_refused_without_agreement(offline: None) -> None:
+    train, dev = _split("train"), _split("dev")
+    config = replace(CONFIG, agreement_targets=True, label_smoothing=0.1, epochs=1)
+    with pytest.raises(ValueError, match="agreement_targets needs each row's annotator agreement"):
+        train_classifier(config, train, dev)
+    split_votes = LabelledTexts(train.texts, train.labels, train.source,
+                                agreement=[1.0 if i % 2 else 0.5 for i in range(len(train))])
+    trained = train_classifier(replace(config, epochs=2), split_votes, dev)
+    assert trained.history[-1]["last_loss"] < trained.history[0]["first_loss"]
+    assert trained.hyperparameters()["agreement_targets"] is True

@@ -95,3 +95,14 @@ def test_every_training_option_is_documented() -> None:
     for task in ("classifier", "embedder", "reranker"):
         with pytest.raises(SystemExit):
             parser.parse_args(["train", task, "--help"])
+
+
+def test_agreement_targets_need_an_agreement_column(good: dict, capsys: pytest.CaptureFixture) -> None:
+    code, out = _run(capsys, *_train(good, extra=["--agreement-targets"]))
+    assert code == 1 and "--agreement-column" in out
+
+
+def test_bad_agreement_value_is_named(tmp_path: Path, good: dict, capsys: pytest.CaptureFixture) -> None:
+    bad = _csv(tmp_path / "votes.csv", "text,label,share", ["up,positive,1.0", "down,negative,most"])
+    code, out = _run(capsys, *_train(good, train=bad, extra=["--agreement-targets", "--agreement-column", "share"]))
+    assert code == 1 and "votes.csv" in out and "row 2" in out and "'most'" in out and "(0, 1]" in out
