@@ -90,10 +90,19 @@ def task_config(key: str, base: ClassifierTrainingConfig, overrides: dict) -> Cl
     return replace(base, **{**TASKS[key][3], **overrides})
 
 
+def card_data(key: str, splits: dict, config: ClassifierTrainingConfig) -> list[dict]:
+    """The card's data records: the split files, and the files the agreement came from (train inputs too)."""
+    root = datasets.datasets_dir()
+    records = [data_record(root / f, role, rows=len(splits[role]))
+               for f, role in zip(TASKS[key][2], ("train", "dev", "test"), strict=True)]
+    extra = AGREEMENT_DATA[key][1] if config.agreement_targets else []
+    return records + [data_record(root / f, "train") for f in extra]
+
+
 def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry,
              splits: dict | None = None) -> dict:
     """Train, test and register one task (on ``splits`` when the caller has loaded them already)."""
-    loader, name, files, _ = TASKS[key]
+    loader, name, _, _ = TASKS[key]
     config = task_config(key, base, overrides)
     if config.agreement_targets:
         check_agreement_tasks([key])
@@ -109,12 +118,8 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
     test_metrics = labelled_metrics(classifier, test)
     predict_seconds = time.monotonic() - started
 
-    root = datasets.datasets_dir()
     card = ModelCard(
-        name=name, task="classifier", base_model=config.base_model,
-        data=[data_record(root / f, role, rows=len(splits[role]))
-              for f, role in zip(files, ("train", "dev", "test"), strict=True)]
-        + [data_record(root / f, "agreement") for f in (AGREEMENT_DATA[key][1] if config.agreement_targets else [])],
+        name=name, task="classifier", base_model=config.base_model, data=card_data(key, splits, config),
         hyperparameters=trained.hyperparameters(), labels=trained.labels,
         metrics={"dev": trained.metrics["dev"], "test": test_metrics},
         extra={"split": "sha1(text) % 10 per ../shared/BENCHMARKS.md", "history": trained.history,

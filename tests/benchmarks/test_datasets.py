@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks import datasets
 
 FILES = {  # each stricter file holds a subset of the looser ones, as PhraseBank's do
@@ -26,3 +28,25 @@ def test_phrasebank_agreement_comes_from_the_strictest_file(tmp_path, monkeypatc
     for split in splits.values():
         assert split.agreement == datasets.phrasebank_agreement(split.texts)
     assert all(split.agreement is None for split in datasets.phrasebank("50Agree").values())
+
+
+def test_card_data_names_the_agreement_files_as_training_inputs(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from benchmarks import quality
+    from core.artifacts import DATA_ROLES
+    from core.finetune.classifier import ClassifierTrainingConfig
+
+    folder = tmp_path / "financial_phrasebank"
+    folder.mkdir()
+    for tier, lines in FILES.items():
+        (folder / f"Sentences_{tier}.txt").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    monkeypatch.setenv("TEXTML_DATASETS_DIR", str(tmp_path))
+    splits = datasets.phrasebank("50Agree", with_agreement=True)
+
+    plain = quality.card_data("fpb50", splits, ClassifierTrainingConfig())
+    records = quality.card_data("fpb50", splits, replace(ClassifierTrainingConfig(), agreement_targets=True))
+    assert [r["role"] for r in plain] == ["train", "dev", "test"]
+    assert all(r["role"] in DATA_ROLES for r in records)
+    tiers = ("66Agree", "75Agree", "AllAgree")
+    assert {Path(r["path"]).name for r in records[3:]} == {f"Sentences_{t}.txt" for t in tiers}
