@@ -31,7 +31,7 @@ from core.batching import collate, length_batches
 from core.calibration import fit_temperature, softmax
 from core.classifier_model import PooledClassifier
 from core.data.labelled import LabelledTexts, label_space
-from core.device import pick_device
+from core.device import DeviceInfo, pick_device
 from core.finetune.soft_targets import agreement_targets, check_agreement
 from core.inference.logits import predict_logits
 from core.metrics import classification_metrics
@@ -163,7 +163,7 @@ def _apply_lora(model: PooledClassifier, config: ClassifierTrainingConfig) -> No
     model.encoder = get_peft_model(model.encoder, lora)
 
 
-def _accelerator(device_info, grad_accumulation: int) -> Accelerator:
+def _accelerator(device_info: DeviceInfo, grad_accumulation: int) -> Accelerator:
     """An Accelerator for this run's device. accelerate keeps one device and precision per
     process and refuses another, so a run on another device than the last (GPU, then CPU)
     starts from a fresh state."""
