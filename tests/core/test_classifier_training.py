@@ -139,13 +139,13 @@ def test_int8_onnx_is_measured_and_used_only_when_accepted(trained: TrainedClass
 def test_a_later_run_may_change_precision_in_the_same_process():
     """accelerate keeps one device and precision per process; a GPU run followed by a CPU run
     (the GPU check's slice timing) must not be refused."""
-    from accelerate import Accelerator
-
     from core.device import DeviceInfo
     from core.finetune.classifier import _accelerator
 
-    Accelerator(cpu=True, mixed_precision="bf16")
-    accelerator = _accelerator(DeviceInfo(device=torch.device("cpu"), bf16=False, num_threads=1), 1)
+    cpu = torch.device("cpu")
+    # each call changes the precision of the process's accelerate state; plain Accelerator() refuses that
+    assert _accelerator(DeviceInfo(device=cpu, bf16=True, num_threads=1), 1).mixed_precision == "bf16"
+    accelerator = _accelerator(DeviceInfo(device=cpu, bf16=False, num_threads=1), 1)
     assert accelerator.mixed_precision == "no"
     assert accelerator.device.type == "cpu"
 
