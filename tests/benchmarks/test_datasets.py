@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks import datasets
 
 FILES = {  # each stricter file holds a subset of the looser ones, as PhraseBank's do
@@ -14,13 +16,17 @@ FILES = {  # each stricter file holds a subset of the looser ones, as PhraseBank
 }
 
 
-def test_phrasebank_agreement_comes_from_the_strictest_file(tmp_path, monkeypatch):
+@pytest.fixture()
+def phrasebank_files(tmp_path, monkeypatch) -> None:
+    """The four files in a datasets folder of their own, which TEXTML_DATASETS_DIR points to."""
     folder = tmp_path / "financial_phrasebank"
     folder.mkdir()
     for tier, lines in FILES.items():
         (folder / f"Sentences_{tier}.txt").write_text("\n".join(lines) + "\n", encoding="latin-1")
     monkeypatch.setenv("TEXTML_DATASETS_DIR", str(tmp_path))
 
+
+def test_phrasebank_agreement_comes_from_the_strictest_file(phrasebank_files):
     shares = datasets.phrasebank_agreement(["split votes", "two thirds", "most agree", "all agree"])
     assert shares == [0.5, 0.66, 0.75, 1.0]
 
@@ -30,18 +36,13 @@ def test_phrasebank_agreement_comes_from_the_strictest_file(tmp_path, monkeypatc
     assert all(split.agreement is None for split in datasets.phrasebank("50Agree").values())
 
 
-def test_card_data_names_the_agreement_files_as_training_inputs(tmp_path, monkeypatch):
+def test_card_data_names_the_agreement_files_as_training_inputs(phrasebank_files):
     from dataclasses import replace
 
     from benchmarks import quality
     from core.artifacts import DATA_ROLES
     from core.finetune.classifier import ClassifierTrainingConfig
 
-    folder = tmp_path / "financial_phrasebank"
-    folder.mkdir()
-    for tier, lines in FILES.items():
-        (folder / f"Sentences_{tier}.txt").write_text("\n".join(lines) + "\n", encoding="latin-1")
-    monkeypatch.setenv("TEXTML_DATASETS_DIR", str(tmp_path))
     splits = datasets.phrasebank("50Agree", with_agreement=True)
 
     plain = quality.card_data("fpb50", splits, ClassifierTrainingConfig())
