@@ -43,8 +43,19 @@ def _split(texts: list[str], labels: list[str], name: str, keep,
 PHRASEBANK_TIERS = {"50Agree": 0.5, "66Agree": 0.66, "75Agree": 0.75, "AllAgree": 1.0}
 
 
+# the files each loader reads, relative to datasets_dir(), for the cards that name them
+TWITTER_FILES = {"train": "twitter_financial_news_sentiment/sent_train.csv",
+                 "test": "twitter_financial_news_sentiment/sent_valid.csv"}
+BANKING77_FILES = {"train": "banking77/train.csv", "test": "banking77/test.csv"}
+
+
+def phrasebank_path(agreement: str) -> str:
+    """The file of one agreement tier, relative to ``datasets_dir()``."""
+    return f"financial_phrasebank/Sentences_{agreement}.txt"
+
+
 def _phrasebank_file(agreement: str) -> tuple[list[str], list[str]]:
-    path = datasets_dir() / "financial_phrasebank" / f"Sentences_{agreement}.txt"
+    path = datasets_dir() / phrasebank_path(agreement)
     texts, labels = [], []
     for line in path.read_text(encoding="latin-1").splitlines():
         if "@" in line:
@@ -87,10 +98,10 @@ TWITTER_LABELS = {"0": "negative", "1": "positive", "2": "neutral"}  # Bearish, 
 
 def twitter_financial() -> dict[str, LabelledTexts]:
     """Twitter financial news: sent_train h != 0 / h == 0, test = sent_valid; labels mapped to words."""
-    folder = datasets_dir() / "twitter_financial_news_sentiment"
-    texts, labels = _read_csv(folder / "sent_train.csv", "text", "label")
+    root = datasets_dir()
+    texts, labels = _read_csv(root / TWITTER_FILES["train"], "text", "label")
     labels = [TWITTER_LABELS[y] for y in labels]
-    test_texts, test_labels = _read_csv(folder / "sent_valid.csv", "text", "label")
+    test_texts, test_labels = _read_csv(root / TWITTER_FILES["test"], "text", "label")
     return {"train": _split(texts, labels, "twitter/train", lambda h: h != 0),
             "dev": _split(texts, labels, "twitter/dev", lambda h: h == 0),
             "test": LabelledTexts(test_texts, [TWITTER_LABELS[y] for y in test_labels], "twitter/test")}
@@ -98,9 +109,9 @@ def twitter_financial() -> dict[str, LabelledTexts]:
 
 def banking77() -> dict[str, LabelledTexts]:
     """BANKING77: train.csv h != 0 / h == 0, test = test.csv."""
-    folder = datasets_dir() / "banking77"
-    texts, labels = _read_csv(folder / "train.csv", "text", "category")
-    test_texts, test_labels = _read_csv(folder / "test.csv", "text", "category")
+    root = datasets_dir()
+    texts, labels = _read_csv(root / BANKING77_FILES["train"], "text", "category")
+    test_texts, test_labels = _read_csv(root / BANKING77_FILES["test"], "text", "category")
     return {"train": _split(texts, labels, "banking77/train", lambda h: h != 0),
             "dev": _split(texts, labels, "banking77/dev", lambda h: h == 0),
             "test": LabelledTexts(test_texts, test_labels, "banking77/test")}

@@ -37,12 +37,12 @@ def corpus(name: str = "finance") -> tuple[list[str], list[str], list[dict]]:
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}: expected one of {sorted(CORPORA)}")
     root = datasets.datasets_dir()
-    phrasebank_file = root / "financial_phrasebank/Sentences_50Agree.txt"
+    phrasebank_file = root / datasets.phrasebank_path("50Agree")
     phrasebank = datasets.phrasebank("50Agree")
     texts, records = list(phrasebank["train"].texts), [data_record(phrasebank_file, "train")]
     if name == "finance":
         texts += datasets.twitter_financial()["train"].texts
-        records.append(data_record(root / "twitter_financial_news_sentiment/sent_train.csv", "train"))
+        records.append(data_record(root / datasets.TWITTER_FILES["train"], "train"))
     records.append(data_record(phrasebank_file, "dev"))
     return list(dict.fromkeys(texts)), phrasebank["dev"].texts, records
 

@@ -37,23 +37,23 @@ BENCH_DIR = datasets.REPO_ROOT / "var" / "bench"
 # task key -> (loader, registry name, the files of the train/dev/test splits, per-task training settings)
 TASKS = {
     "fpb50": (lambda: datasets.phrasebank("50Agree"), "sentiment-fpb50",
-              ["financial_phrasebank/Sentences_50Agree.txt"] * 3,
+              [datasets.phrasebank_path("50Agree")] * 3,
               # half the annotators may disagree with a label: smoothing keeps the model from memorising them
               {"epochs": 5, "max_length": 96, "label_smoothing": 0.1}),
     "fpb_allagree": (lambda: datasets.phrasebank("AllAgree"), "sentiment-fpb-allagree",
-                     ["financial_phrasebank/Sentences_AllAgree.txt"] * 3, {"epochs": 6, "max_length": 96}),
+                     [datasets.phrasebank_path("AllAgree")] * 3, {"epochs": 6, "max_length": 96}),
     "twitter_fin": (datasets.twitter_financial, "sentiment-twitter",
-                    ["twitter_financial_news_sentiment/sent_train.csv"] * 2
-                    + ["twitter_financial_news_sentiment/sent_valid.csv"], {"epochs": 4, "max_length": 64}),
+                    [datasets.TWITTER_FILES["train"]] * 2 + [datasets.TWITTER_FILES["test"]],
+                    {"epochs": 4, "max_length": 64}),
     "banking77": (datasets.banking77, "intent-banking77",
-                  ["banking77/train.csv"] * 2 + ["banking77/test.csv"], {"epochs": 5, "max_length": 64}),
+                  [datasets.BANKING77_FILES["train"]] * 2 + [datasets.BANKING77_FILES["test"]],
+                  {"epochs": 5, "max_length": 64}),
 }
 # tasks whose data also says how many annotators chose each label (for --agreement-targets):
 # the loader that attaches it, and the extra files that loader reads
 AGREEMENT_DATA = {
     "fpb50": (lambda: datasets.phrasebank("50Agree", with_agreement=True),
-              [f"financial_phrasebank/Sentences_{tier}.txt"
-               for tier in datasets.PHRASEBANK_TIERS if tier != "50Agree"]),
+              [datasets.phrasebank_path(tier) for tier in datasets.PHRASEBANK_TIERS if tier != "50Agree"]),
 }
 FLOORS = {  # test figures measured on this protocol (BENCHMARKS.md): frozen MiniLM + LR, plain fine-tune
     "fpb50": {"metric": "accuracy", "frozen_lr": 0.767, "plain_finetune": 0.813, "target": 0.86},

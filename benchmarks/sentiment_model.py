@@ -33,9 +33,8 @@ from core.registry import ModelNotFoundError, Registry
 
 log = logging.getLogger("benchmarks.sentiment_model")
 BENCH_DIR = datasets.REPO_ROOT / "var" / "bench"
-FILES = {"phrasebank": "financial_phrasebank/Sentences_50Agree.txt",
-         "twitter": "twitter_financial_news_sentiment/sent_train.csv",
-         "twitter_test": "twitter_financial_news_sentiment/sent_valid.csv"}
+FILES = {"phrasebank": datasets.phrasebank_path("50Agree"), "twitter": datasets.TWITTER_FILES["train"],
+         "twitter_test": datasets.TWITTER_FILES["test"]}
 FLOORS = {"phrasebank_accuracy": {"frozen_lr": 0.767, "plain_finetune": 0.813},
           "twitter_weighted_f1": {"frozen_lr": 0.781, "plain_finetune": 0.867}}
 

@@ -54,13 +54,12 @@ CASHTAG = re.compile(r"\$([A-Za-z]{1,6})\b")
 
 def load_texts() -> tuple[list[str], str]:
     """Texts to stream, and where they came from."""
-    from benchmarks.datasets import DatasetMissingError, datasets_dir
+    from benchmarks.datasets import TWITTER_FILES, DatasetMissingError, datasets_dir
 
     try:
-        folder = datasets_dir() / "twitter_financial_news_sentiment"
         texts = []
-        for name in ("sent_train.csv", "sent_valid.csv"):
-            with open(folder / name, newline="", encoding="utf-8") as handle:
+        for name in TWITTER_FILES.values():  # train, then test
+            with open(datasets_dir() / name, newline="", encoding="utf-8") as handle:
                 texts += [row["text"] for row in csv.DictReader(handle) if row["text"].strip()]
         return texts, "twitter_financial_news_sentiment (train + valid texts)"
     except (DatasetMissingError, FileNotFoundError):
