@@ -20,7 +20,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ import torch
 from benchmarks import datasets
 from core.artifacts import ModelCard, data_record, library_versions
 from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
+from core.finetune.distill import SoftLabelled
 from core.inference.classifier import TextClassifier, labelled_metrics
 from core.registry import Registry
 
@@ -61,6 +62,16 @@ FLOORS = {  # test figures measured on this protocol (BENCHMARKS.md): frozen Min
     "twitter_fin": {"metric": "weighted_f1", "frozen_lr": 0.781, "plain_finetune": 0.867, "target": 0.89},
     "banking77": {"metric": "accuracy", "frozen_lr": 0.928, "plain_finetune": 0.869, "target": 0.94},
 }
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Soft-labelled rows for a student (``benchmarks.quality_distill``), with what its card records:
+    the files the rows came from (``data``) and who labelled them (``summary``)."""
+
+    soft: SoftLabelled
+    data: list[dict]
+    summary: dict
 
 
 def machine() -> dict:
@@ -100,18 +111,25 @@ def card_data(key: str, splits: dict, config: ClassifierTrainingConfig) -> list[
     return records + [data_record(root / f, "train") for f in extra]
 
 
-def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry,
-             splits: dict | None = None) -> dict:
-    """Train, test and register one task (on ``splits`` when the caller has loaded them already)."""
-    loader, name, _, _ = TASKS[key]
-    config = task_config(key, base, overrides)
+def load_splits(key: str, config: ClassifierTrainingConfig) -> dict:
+    """The task's train/dev/test, with annotator agreement attached when the config trains on it."""
     if config.agreement_targets:
         check_agreement_tasks([key])
-        loader = AGREEMENT_DATA[key][0]
-    splits = splits or loader()
+        return AGREEMENT_DATA[key][0]()
+    return TASKS[key][0]()
+
+
+def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry: Registry,
+             splits: dict | None = None, distillation: Distillation | None = None) -> dict:
+    """Train, test and register one task (on ``splits`` when the caller has loaded them already;
+    with ``distillation``'s soft-labelled rows added to the training data when given)."""
+    name = TASKS[key][1]
+    config = task_config(key, base, overrides)
+    splits = splits or load_splits(key, config)
     log.info("== %s: %d train / %d dev / %d test, %s", key, len(splits["train"]), len(splits["dev"]),
              len(splits["test"]), config.base_model)
-    trained = train_classifier(config, splits["train"], splits["dev"])
+    trained = train_classifier(config, splits["train"], splits["dev"],
+                               distillation.soft if distillation is not None else None)
 
     test = splits["test"]
     classifier = TextClassifier(trained.model, trained.tokenizer, device=config.device)
@@ -119,13 +137,18 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
     test_metrics = labelled_metrics(classifier, test)
     predict_seconds = time.monotonic() - started
 
+    extra = {"split": "sha1(text) % 10 per ../shared/BENCHMARKS.md", "history": trained.history,
+             "best_epoch": trained.best_epoch, "temperature": trained.metrics["temperature"],
+             "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]}
+    data = card_data(key, splits, config)
+    details = {}
+    if distillation is not None:
+        data += distillation.data
+        extra["distillation"] = details["distillation"] = distillation.summary
     card = ModelCard(
-        name=name, task="classifier", base_model=config.base_model, data=card_data(key, splits, config),
+        name=name, task="classifier", base_model=config.base_model, data=data,
         hyperparameters=trained.hyperparameters(), labels=trained.labels,
-        metrics={"dev": trained.metrics["dev"], "test": test_metrics},
-        extra={"split": "sha1(text) % 10 per ../shared/BENCHMARKS.md", "history": trained.history,
-               "best_epoch": trained.best_epoch, "temperature": trained.metrics["temperature"],
-               "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]},
+        metrics={"dev": trained.metrics["dev"], "test": test_metrics}, extra=extra,
     )
     artifact = registry.save(name, trained.save, card)
     promotion = registry.promote(name, artifact.name)  # production only if dev is not worse than the current one
@@ -136,7 +159,7 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         predict_examples_per_s=round(len(test) / predict_seconds, 1), method=config.method,
         head_init=config.head_init, layer_lr_decay=config.layer_lr_decay, learning_rate=config.learning_rate,
         label_smoothing=config.label_smoothing, agreement_targets=config.agreement_targets, seed=config.seed,
-        device=str(classifier.device_info.name),
+        device=str(classifier.device_info.name), **details,
     )
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
     return result

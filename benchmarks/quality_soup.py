@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="dev metric of the greedy steps (promotion compares the same one)")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--registry", help="model registry root (default var/models)")
+    parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"),
+                        help="figures of the production models (each run also writes quality-<task>-v<N>.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     registry = Registry(Path(args.registry) if args.registry else None)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if result is None:
         print("no soup: the best candidate alone is at least as good on dev as every average tried")
         return 0
-    record_run(BENCH_DIR / "quality.json", args.task, result)
+    record_run(Path(args.output), args.task, result)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -152,9 +152,11 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     label_space(train, *[s for s in (dev, test) if s is not None])
     resolve_model(config.base_model)  # fail now, not after loading data into a model
     registry = Registry(args.registry)
+    teachers = _teacher_paths(args, registry)
 
     print(f"training {args.name!r} from {config.base_model} on {len(train)} examples ({len(dev)} dev)")
-    trained = train_classifier(config, train, dev)
+    soft = _soft_rows(args, teachers, config.device) if teachers else None
+    trained = train_classifier(config, train, dev, soft)
     if not _is_main_process():
         return 0  # under accelerate launch / torchrun, one process writes the artifact
     metrics = {"dev": trained.metrics["dev"]}
@@ -162,14 +164,43 @@ def train_classifier_command(args: argparse.Namespace) -> int:
         metrics["test"] = labelled_metrics(TextClassifier(trained.model, trained.tokenizer, config.device), test)
     card = ModelCard(
         name=args.name, task="classifier", base_model=config.base_model,
-        data=[data_record(p, role) for p, role in ((args.train, "train"), (args.dev, "dev"), (args.test, "test")) if p],
+        data=[data_record(p, role) for p, role in ((args.train, "train"), (args.dev, "dev"), (args.test, "test"),
+                                                    (args.unlabelled, "train")) if p],
         hyperparameters=trained.hyperparameters(), metrics=metrics, labels=trained.labels,
         extra={"history": trained.history, "best_epoch": trained.best_epoch,
                "temperature": trained.metrics["temperature"], "train_seconds": round(trained.train_seconds, 1),
-               "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"]},
+               "dev_uncalibrated_ece": trained.metrics["dev_uncalibrated_ece"],
+               **({"distillation": {"teachers": [str(p) for p in teachers], "unlabelled_rows": len(soft)}}
+                  if soft is not None else {})},
     )
     _save_and_report(registry, args, trained.save, card, metrics)
     return 0
+
+
+def _teacher_paths(args: argparse.Namespace, registry: Registry) -> list[Path]:
+    """``--teacher`` references as artifact folders (a folder, ``NAME`` or ``NAME:VERSION``); checked
+    with ``--unlabelled`` before any training starts."""
+    if bool(args.teacher) != bool(args.unlabelled):
+        raise CliError("distillation needs both --teacher (one or more classifiers) and --unlabelled "
+                       "(the texts they label); give both or neither")
+    paths = []
+    for reference in args.teacher or []:
+        if Path(reference).is_dir():
+            paths.append(Path(reference))
+        else:
+            name, _, version = reference.partition(":")
+            paths.append(registry.path(name, version or "production"))
+    return paths
+
+
+def _soft_rows(args: argparse.Namespace, teachers: list[Path], device: str | None):
+    """The ``--unlabelled`` texts with the teachers' mean calibrated probabilities."""
+    from core.finetune.distill import teacher_probabilities
+    from core.inference.classifier import TextClassifier
+
+    texts = _texts(args.unlabelled, args.text_column)
+    print(f"labelling {len(texts)} texts of {args.unlabelled} with {len(teachers)} teacher(s)")
+    return teacher_probabilities([TextClassifier.load(p, device=device) for p in teachers], texts, args.unlabelled)
 
 
 def train_pairs_command(args: argparse.Namespace) -> int:
@@ -319,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--label-column", default="label", help="column with the label")
     classifier.add_argument("--agreement-column", help="training data's column with each row's annotator "
                             "agreement, a share in (0, 1]; read with --agreement-targets")
+    classifier.add_argument("--teacher", action="append", help="distil: a trained classifier (folder, NAME or "
+                            "NAME:VERSION) whose calibrated probabilities label --unlabelled; repeat for an ensemble")
+    classifier.add_argument("--unlabelled", help="distil: unlabelled texts (--text-column) that the teachers label; "
+                            "the student trains on them as well as on --train")
     classifier.add_argument("--name", required=True, help="registry name, e.g. sentiment")
     classifier.add_argument("--promote", action="store_true", help="promote to production if dev is not worse")
     _add_config_options(classifier, ClassifierTrainingConfig, CLASSIFIER_HELP)

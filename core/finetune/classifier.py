@@ -32,6 +32,7 @@ from core.calibration import fit_temperature, softmax
 from core.classifier_model import PooledClassifier
 from core.data.labelled import LabelledTexts, label_space
 from core.device import DeviceInfo, pick_device
+from core.finetune.distill import SoftLabelled, gold_targets
 from core.finetune.soft_targets import agreement_targets, check_agreement
 from core.inference.logits import predict_logits
 from core.metrics import classification_metrics
@@ -178,10 +179,13 @@ def _accelerator(device_info: DeviceInfo, grad_accumulation: int) -> Accelerator
                        gradient_accumulation_steps=grad_accumulation)
 
 
-def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev: LabelledTexts) -> TrainedClassifier:
-    """Fine-tune on ``train``, select the epoch and fit the temperature on ``dev``."""
+def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev: LabelledTexts,
+                     soft: SoftLabelled | None = None) -> TrainedClassifier:
+    """Fine-tune on ``train`` (and, when given, on ``soft``'s rows toward their teachers'
+    probabilities: ``core.finetune.distill``); select the epoch and fit the temperature on ``dev``."""
     config.validate()
     labels = label_space(train, dev)
+    soft_targets = soft.columns_for(labels) if soft is not None else None
     shares = check_agreement(train.agreement, len(train), train.source) if config.agreement_targets else None
     resolved = resolve_model(config.base_model)
     _seed_everything(config.seed)
@@ -209,8 +213,14 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     if config.class_weights:
         counts = np.bincount(y_train, minlength=len(labels)).astype(np.float64)
         weights = torch.tensor(len(y_train) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-    if shares is not None:  # the smoothing is folded into the soft targets
-        targets = torch.as_tensor(agreement_targets(y_train, shares, len(labels), config.label_smoothing))
+    if shares is not None or soft_targets is not None:  # the smoothing is folded into the soft targets
+        gold = (agreement_targets(y_train, shares, len(labels), config.label_smoothing) if shares is not None
+                else gold_targets(y_train, len(labels), config.label_smoothing))
+        if soft_targets is not None:  # the teachers' rows follow the gold rows
+            gold = np.concatenate([gold, soft_targets])
+            train_ids = train_ids + _encode(tokenizer, soft.texts, config.max_length)
+            log.info("distillation: %d gold rows + %d rows soft-labelled by %s", len(train), len(soft), soft.source)
+        targets = torch.as_tensor(gold)
         loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     else:
         targets = torch.as_tensor(y_train)

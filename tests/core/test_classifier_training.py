@@ -19,6 +19,7 @@ from core.artifacts import check_artifact, read_card
 from core.calibration import fit_temperature, softmax
 from core.data.labelled import LabelledTexts
 from core.finetune.classifier import ClassifierTrainingConfig, TrainedClassifier, train_classifier
+from core.finetune.distill import SoftLabelled, teacher_probabilities
 from core.inference.classifier import TextClassifier
 from core.metrics import classification_metrics, expected_calibration_error
 from core.model_refs import resolve_model
@@ -160,3 +161,19 @@ def test_agreement_targets_train_and_are_refused_without_agreement(offline: None
     trained = train_classifier(replace(config, epochs=2), split_votes, dev)
     assert trained.history[-1]["last_loss"] < trained.history[0]["first_loss"]
     assert trained.hyperparameters()["agreement_targets"] is True
+
+
+def test_a_student_trains_on_its_teachers_soft_rows(trained: TrainedClassifier, caplog: pytest.LogCaptureFixture
+                                                    ) -> None:
+    train, dev = _split("train"), _split("dev")
+    teacher = TextClassifier(trained.model, trained.tokenizer, device="cpu")
+    unlabelled = [f"{text} (forwarded)" for text in train.texts[:12]]
+    soft = teacher_probabilities([teacher], unlabelled, "the fixture's model")
+    with caplog.at_level("INFO", logger="core.finetune.classifier"):
+        student = train_classifier(replace(CONFIG, label_smoothing=0.1), train, dev, soft)
+    assert f"{len(train)} gold rows + 12 rows soft-labelled by the fixture's model" in caplog.text
+    assert student.history[-1]["last_loss"] < student.history[0]["first_loss"]
+
+    other_classes = SoftLabelled(unlabelled[:1], np.array([[0.5, 0.5]]), ["spam", "ham"], "a spam filter")
+    with pytest.raises(ValueError, match="a spam filter: the teachers' classes"):
+        train_classifier(CONFIG, train, dev, other_classes)

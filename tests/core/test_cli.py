@@ -106,3 +106,15 @@ def test_bad_agreement_value_is_named(tmp_path: Path, good: dict, capsys: pytest
     bad = _csv(tmp_path / "votes.csv", "text,label,share", ["up,positive,1.0", "down,negative,most"])
     code, out = _run(capsys, *_train(good, train=bad, extra=["--agreement-targets", "--agreement-column", "share"]))
     assert code == 1 and "votes.csv" in out and "row 2" in out and "'most'" in out and "(0, 1]" in out
+
+
+@pytest.mark.parametrize("given", [["--teacher", "sentiment"], ["--unlabelled", "news.csv"]])
+def test_distillation_needs_teachers_and_unlabelled_text(given: list[str], good: dict,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    code, out = _run(capsys, *_train(good, extra=given))
+    assert code == 1 and "--teacher" in out and "--unlabelled" in out
+
+
+def test_an_unknown_teacher_is_named(good: dict, capsys: pytest.CaptureFixture) -> None:
+    code, out = _run(capsys, *_train(good, extra=["--teacher", "no-such-model:3", "--unlabelled", good["dev"]]))
+    assert code == 1 and "no-such-model" in out
