@@ -10,6 +10,9 @@ weights; temperature scaling fitted on dev. Two additions that matter on small d
   instead of from a random head that first distorts the encoder;
 * layer-wise learning-rate decay: lower layers (general language) move less than top ones.
 
+A student can also learn from teachers: rows of unlabelled text with their probabilities
+(``core.finetune.distill``) train beside the gold rows.
+
 Full fine-tuning or LoRA (peft). Runs under ``accelerate launch``/``torchrun`` unchanged.
 """
 
@@ -214,13 +217,13 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
         counts = np.bincount(y_train, minlength=len(labels)).astype(np.float64)
         weights = torch.tensor(len(y_train) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     if shares is not None or soft_targets is not None:  # the smoothing is folded into the soft targets
-        gold = (agreement_targets(y_train, shares, len(labels), config.label_smoothing) if shares is not None
-                else gold_targets(y_train, len(labels), config.label_smoothing))
+        row_targets = (agreement_targets(y_train, shares, len(labels), config.label_smoothing) if shares is not None
+                       else gold_targets(y_train, len(labels), config.label_smoothing))
         if soft_targets is not None:  # the teachers' rows follow the gold rows
-            gold = np.concatenate([gold, soft_targets])
+            row_targets = np.concatenate([row_targets, soft_targets])
             train_ids = train_ids + _encode(tokenizer, soft.texts, config.max_length)
             log.info("distillation: %d gold rows + %d rows soft-labelled by %s", len(train), len(soft), soft.source)
-        targets = torch.as_tensor(gold)
+        targets = torch.as_tensor(row_targets)
         loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     else:
         targets = torch.as_tensor(y_train)
