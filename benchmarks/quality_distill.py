@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unlabelled", choices=list(UNLABELLED), default="twitter",
                         help="unlabelled text source (default twitter: the Twitter financial news train text)")
     parser.add_argument("--unlabelled-rows", type=int, default=4000, help="how many unlabelled texts (default 4000)")
+    parser.add_argument("--unlabelled-seed", type=int,
+                        help="seed of the draw of unlabelled texts (default: --seed); the same draw and teachers "
+                             "reuse the cached teacher probabilities")
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--output", default=str(quality.BENCH_DIR / "quality.json"),
                         help="figures of the production models (each run also writes quality-<task>-v<N>.json)")
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.tasks:
         splits = quality.load_splits(key, quality.task_config(key, base, overrides))
         extra = distillation(key, args.teachers, args.unlabelled, args.unlabelled_rows, splits, registry,
-                             args.seed, args.device)
+                             args.seed if args.unlabelled_seed is None else args.unlabelled_seed, args.device)
         result = quality.run_task(key, base, overrides, registry, splits, extra)
         quality.record_run(output, key, result)
         print(json.dumps(result, indent=2))
