@@ -155,7 +155,8 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     teachers = _teacher_paths(args, registry)
 
     print(f"training {args.name!r} from {config.base_model} on {len(train)} examples ({len(dev)} dev)")
-    soft = _soft_rows(args, teachers, config.device) if teachers else None
+    held_out = [t for split in (dev, test) if split is not None for t in split.texts]
+    soft = _soft_rows(args, teachers, label_space(train), held_out, config.device) if teachers else None
     trained = train_classifier(config, train, dev, soft)
     if not _is_main_process():
         return 0  # under accelerate launch / torchrun, one process writes the artifact
@@ -193,14 +194,26 @@ def _teacher_paths(args: argparse.Namespace, registry: Registry) -> list[Path]:
     return paths
 
 
-def _soft_rows(args: argparse.Namespace, teachers: list[Path], device: str | None):
-    """The ``--unlabelled`` texts with the teachers' mean calibrated probabilities."""
-    from core.finetune.distill import teacher_probabilities
+def _soft_rows(args: argparse.Namespace, teachers: list[Path], labels: list[str], held_out: list[str],
+               device: str | None):
+    """The ``--unlabelled`` texts, less any dev/test text (``held_out``), with the teachers' mean
+    calibrated probabilities; teachers must predict the training data's ``labels``."""
+    from core.finetune.distill import teacher_probabilities, without_texts
     from core.inference.classifier import TextClassifier
 
     texts = _texts(args.unlabelled, args.text_column)
-    print(f"labelling {len(texts)} texts of {args.unlabelled} with {len(teachers)} teacher(s)")
-    return teacher_probabilities([TextClassifier.load(p, device=device) for p in teachers], texts, args.unlabelled)
+    kept = without_texts(texts, held_out)
+    if len(kept) < len(texts):
+        print(f"left out {len(texts) - len(kept)} unlabelled texts that are also in --dev/--test")
+    if not kept:
+        raise CliError(f"--unlabelled {args.unlabelled}: no text left that is not in --dev/--test")
+    loaded = [TextClassifier.load(p, device=device) for p in teachers]
+    for path, teacher in zip(teachers, loaded, strict=True):
+        if sorted(teacher.classes) != labels:
+            raise CliError(f"teacher {path} predicts {sorted(teacher.classes)}, but the training data's labels are "
+                           f"{labels}; a teacher must have the student's labels")
+    print(f"labelling {len(kept)} texts of {args.unlabelled} with {len(teachers)} teacher(s)")
+    return teacher_probabilities(loaded, kept, args.unlabelled)
 
 
 def train_pairs_command(args: argparse.Namespace) -> int:

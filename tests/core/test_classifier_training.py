@@ -17,6 +17,7 @@ import torch
 
 from core.artifacts import check_artifact, read_card
 from core.calibration import fit_temperature, softmax
+from core.cli import main
 from core.data.labelled import LabelledTexts
 from core.finetune.classifier import ClassifierTrainingConfig, TrainedClassifier, train_classifier
 from core.finetune.distill import SoftLabelled, teacher_probabilities
@@ -177,3 +178,17 @@ def test_a_student_trains_on_its_teachers_soft_rows(trained: TrainedClassifier, 
     other_classes = SoftLabelled(unlabelled[:1], np.array([[0.5, 0.5]]), ["spam", "ham"], "a spam filter")
     with pytest.raises(ValueError, match="a spam filter: the teachers' classes"):
         train_classifier(CONFIG, train, dev, other_classes)
+
+
+def test_the_cli_refuses_a_teacher_with_other_labels_before_labelling(trained: TrainedClassifier, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    trained.save(tmp_path / "teacher")
+    rows = ["text,label", "win a prize now,spam", "lunch at noon?,ham"] + ["free money,spam", "see you soon,ham"] * 2
+    (tmp_path / "mail.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "unlabelled.csv").write_text("text\nclaim your reward\n", encoding="utf-8")
+    code = main(["--registry", str(tmp_path / "models"), "train", "classifier", "--train", str(tmp_path / "mail.csv"),
+                 "--dev", str(tmp_path / "mail.csv"), "--name", "spam", "--teacher", str(tmp_path / "teacher"),
+                 "--unlabelled", str(tmp_path / "unlabelled.csv")])
+    out = capsys.readouterr()
+    assert code == 1 and "the training data's labels are ['ham', 'spam']" in out.err + out.out
+    assert not (tmp_path / "models").exists()

@@ -118,3 +118,11 @@ def test_distillation_needs_teachers_and_unlabelled_text(given: list[str], good:
 def test_an_unknown_teacher_is_named(good: dict, capsys: pytest.CaptureFixture) -> None:
     code, out = _run(capsys, *_train(good, extra=["--teacher", "no-such-model:3", "--unlabelled", good["dev"]]))
     assert code == 1 and "no-such-model" in out
+
+
+def test_unlabelled_text_that_is_all_dev_text_is_refused(tmp_path: Path, good: dict,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    code, out = _run(capsys, *_train(good, extra=["--teacher", str(teacher), "--unlabelled", good["dev"]]))
+    assert code == 1 and "dev.csv: no text left that is not in --dev/--test" in out
