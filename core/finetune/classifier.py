@@ -35,7 +35,7 @@ from core.calibration import fit_temperature, softmax
 from core.classifier_model import PooledClassifier
 from core.data.labelled import LabelledTexts, label_space
 from core.device import DeviceInfo, pick_device
-from core.finetune.distill import SoftLabelled, gold_targets
+from core.finetune.distill import SoftLabelled
 from core.finetune.soft_targets import agreement_targets, check_agreement
 from core.inference.logits import predict_logits
 from core.metrics import classification_metrics
@@ -217,8 +217,9 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
         counts = np.bincount(y_train, minlength=len(labels)).astype(np.float64)
         weights = torch.tensor(len(y_train) / (len(labels) * np.maximum(counts, 1)), dtype=torch.float32, device=device)
     if shares is not None or soft_targets is not None:  # the smoothing is folded into the soft targets
-        row_targets = (agreement_targets(y_train, shares, len(labels), config.label_smoothing) if shares is not None
-                       else gold_targets(y_train, len(labels), config.label_smoothing))
+        full_agreement = np.ones(len(y_train))  # plain labels: agreement_targets smooths them as usual
+        row_targets = agreement_targets(y_train, full_agreement if shares is None else shares, len(labels),
+                                        config.label_smoothing)
         if soft_targets is not None:  # the teachers' rows follow the gold rows
             row_targets = np.concatenate([row_targets, soft_targets])
             train_ids = train_ids + _encode(tokenizer, soft.texts, config.max_length)

@@ -66,13 +66,6 @@ def teacher_probabilities(teachers: Sequence, texts: list[str], source: str) -> 
     return SoftLabelled(list(texts), total / len(teachers), classes, source)
 
 
-def gold_targets(labels: np.ndarray, classes: int, label_smoothing: float = 0.0) -> np.ndarray:
-    """One-hot rows with ``label_smoothing`` folded in (as ``CrossEntropyLoss`` would apply it)."""
-    targets = np.full((len(labels), classes), label_smoothing / classes, dtype=np.float32)
-    targets[np.arange(len(labels)), labels] += 1.0 - label_smoothing
-    return targets
-
-
 def without_texts(texts: list[str], excluded: Sequence[str]) -> list[str]:
     """``texts`` minus any whose stripped text is in ``excluded`` (keeps dev and test out of the soft rows)."""
     held_out = {t.strip() for t in excluded}

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from core.data.tables import DataError
-from core.finetune.distill import SoftLabelled, gold_targets, teacher_probabilities, without_texts
-from core.finetune.soft_targets import agreement_targets
+from core.finetune.distill import SoftLabelled, teacher_probabilities, without_texts
 from core.inference.classifier import Prediction
 
 
@@ -54,14 +53,6 @@ def test_columns_follow_the_students_labels_and_other_label_sets_are_refused() -
 def test_malformed_probabilities_are_refused(probabilities: np.ndarray, message: str) -> None:
     with pytest.raises(DataError, match=message):
         SoftLabelled(["x"], probabilities, ["a", "b", "c"], "broken")
-
-
-def test_gold_targets_match_label_smoothing_and_full_agreement() -> None:
-    labels = np.array([0, 2, 1])
-    targets = gold_targets(labels, 3, label_smoothing=0.1)
-    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(targets[0], [0.1 / 3 + 0.9, 0.1 / 3, 0.1 / 3], rtol=1e-6)
-    np.testing.assert_allclose(targets, agreement_targets(labels, np.ones(3), 3, 0.1), rtol=1e-6)
 
 
 def test_held_out_texts_are_kept_out_of_the_soft_rows() -> None:
