@@ -149,14 +149,14 @@ def train_classifier_command(args: argparse.Namespace) -> int:
     train = load_labelled(args.train, args.text_column, args.label_column,
                           args.agreement_column if config.agreement_targets else None)
     dev, test = (_load_split(p, args) for p in (args.dev, args.test))
-    label_space(train, *[s for s in (dev, test) if s is not None])
+    labels = label_space(train, *[s for s in (dev, test) if s is not None])
     resolve_model(config.base_model)  # fail now, not after loading data into a model
     registry = Registry(args.registry)
     teachers = _teacher_paths(args, registry)
 
     print(f"training {args.name!r} from {config.base_model} on {len(train)} examples ({len(dev)} dev)")
     held_out = [t for split in (dev, test) if split is not None for t in split.texts]
-    soft = _soft_rows(args, teachers, label_space(train), held_out, config.device) if teachers else None
+    soft = _soft_rows(args, teachers, labels, held_out, config.device) if teachers else None
     trained = train_classifier(config, train, dev, soft)
     if not _is_main_process():
         return 0  # under accelerate launch / torchrun, one process writes the artifact
@@ -184,14 +184,15 @@ def _teacher_paths(args: argparse.Namespace, registry: Registry) -> list[Path]:
     if bool(args.teacher) != bool(args.unlabelled):
         raise CliError("distillation needs both --teacher (one or more classifiers) and --unlabelled "
                        "(the texts they label); give both or neither")
-    paths = []
-    for reference in args.teacher or []:
-        if Path(reference).is_dir():
-            paths.append(Path(reference))
-        else:
-            name, _, version = reference.partition(":")
-            paths.append(registry.path(name, version or "production"))
-    return paths
+    return [_artifact_path(registry, reference) for reference in args.teacher or []]
+
+
+def _artifact_path(registry: Registry, reference: str, version: str = "production") -> Path:
+    """``reference`` when it is an artifact folder, else a registry ``NAME`` (at ``version``) or ``NAME:VERSION``."""
+    if Path(reference).is_dir():
+        return Path(reference)
+    name, _, given = reference.partition(":")
+    return registry.path(name, given or version)
 
 
 def _soft_rows(args: argparse.Namespace, teachers: list[Path], labels: list[str], held_out: list[str],
@@ -299,7 +300,7 @@ def soup_command(args: argparse.Namespace) -> int:
 def eval_command(args: argparse.Namespace) -> int:
     from core.inference.classifier import TextClassifier, labelled_metrics
 
-    path = Path(args.model) if Path(args.model).is_dir() else Registry(args.registry).path(args.model, args.version)
+    path = _artifact_path(Registry(args.registry), args.model, args.version)
     data = load_labelled(args.data, args.text_column, args.label_column)
     figures = labelled_metrics(TextClassifier.load(path), data)
     print(json.dumps({"model": str(path), "data": args.data, **figures}, indent=2))
@@ -309,7 +310,7 @@ def eval_command(args: argparse.Namespace) -> int:
 def export_onnx_command(args: argparse.Namespace) -> int:
     from core.inference.onnx_classifier import export_int8
 
-    path = Path(args.model) if Path(args.model).is_dir() else Registry(args.registry).path(args.model, args.version)
+    path = _artifact_path(Registry(args.registry), args.model, args.version)
     data = load_labelled(args.data, args.text_column, args.label_column)
     verdict = export_int8(path, data, args.max_drop)
     print(json.dumps(verdict, indent=2))
