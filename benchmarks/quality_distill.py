@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 import random
@@ -26,6 +27,7 @@ import numpy as np
 
 from benchmarks import datasets, quality
 from core.artifacts import data_record
+from core.atomic import atomic_write_bytes
 from core.finetune.distill import SoftLabelled, teacher_probabilities, without_texts
 from core.inference.classifier import TextClassifier
 from core.registry import Registry
@@ -53,13 +55,12 @@ def cached_teacher_probabilities(teachers: dict[str, Path], texts: list[str], so
     if path.exists():
         cached = np.load(path, allow_pickle=False)
         log.info("teacher probabilities from %s", path)
-        return SoftLabelled(texts, cached["probabilities"], list(cached["classes"]), source)
+        return SoftLabelled(texts, cached["probabilities"], [str(c) for c in cached["classes"]], source)
     log.info("labelling %d texts with %d teachers (%s)", len(texts), len(teachers), ", ".join(teachers))
     soft = teacher_probabilities([TextClassifier.load(p, device=device) for p in teachers.values()], texts, source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    np.savez(partial, probabilities=soft.probabilities, classes=np.array(soft.classes))
-    partial.replace(path)
+    buffer = io.BytesIO()
+    np.savez(buffer, probabilities=soft.probabilities, classes=np.array(soft.classes))
+    atomic_write_bytes(path, buffer.getvalue())
     return soft
 
 
