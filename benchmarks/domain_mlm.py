@@ -47,7 +47,7 @@ def corpus(name: str = "finance") -> tuple[list[str], list[str], list[dict]]:
     return list(dict.fromkeys(texts)), phrasebank["dev"].texts, records
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.domain_mlm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", default="all-mpnet-base-v2")
@@ -59,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--max-train-minutes", type=float, default=30.0)
     parser.add_argument("--registry", help="model registry root (default var/models)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Adapt the encoder and save it to the registry; its artifact folder, dev metrics and train time."""
     texts, dev_texts, records = corpus(args.corpus)
     config = MlmTrainingConfig(base_model=args.base_model, epochs=args.epochs, learning_rate=args.learning_rate,
                                max_length=args.max_length, max_train_minutes=args.max_train_minutes)
@@ -73,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
                             "train_texts": len(texts), "head_was_new": adapted.head_was_new,
                             "corpus": CORPORA[args.corpus]})
     path = Registry(args.registry).save(NAME, adapted.save, card)
-    print(json.dumps({"artifact": str(path), "metrics": adapted.metrics, "train_seconds": card.extra["train_seconds"],
-                      "train_texts": len(texts)}, indent=2))
+    return {"artifact": str(path), "metrics": adapted.metrics, "train_seconds": card.extra["train_seconds"],
+            "train_texts": len(texts)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(json.dumps(run(args), indent=2))
     return 0
 
 

@@ -232,16 +232,18 @@ def training_setup(args: argparse.Namespace, device: str | None) -> tuple[Classi
     return base, overrides
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_arguments(parser)
     parser.add_argument("--device", help="cpu, cuda (default: CUDA when available)")
     parser.add_argument("--output", default=str(BENCH_DIR / "quality.json"),
                         help="figures of the production models (each run also writes quality-<task>-v<N>.json)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    return parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> dict[str, dict]:
+    """Train, test, register and record each task of ``args``; their figures entries by task."""
     base, overrides = training_setup(args, args.device)
     registry = Registry(Path(args.registry) if args.registry else None)
     output = Path(args.output)
@@ -249,8 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     for key in args.tasks:
         results[key] = run_task(key, base, overrides, registry)
         record_run(output, key, results[key])
-    print(json.dumps(results, indent=2))
-    print(f"production figures in {output}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    print(json.dumps(run(args), indent=2))
+    print(f"production figures in {args.output}")
     return 0
 
 
