@@ -60,7 +60,7 @@ lint: venv  ## ruff
 bench-quality: venv  ## fine-tune and test the four classifiers of ../shared/BENCHMARKS.md -> var/bench/quality.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.quality $(BENCH_ARGS)
 
-bench-quality-production: venv  ## rebuild the production models behind quality.json from their recipes (about 4 h on 2 CPU cores; resumes where it stopped)
+bench-quality-production: venv  ## rebuild the production models behind quality.json from their recipes (about 3 h on 2 CPU cores; resumes where it stopped)
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.recipes $(or $(RECIPES),all) $(BENCH_ARGS)
 
 bench-quality-gpu: venv  ## the same benchmark with bf16 on a CUDA GPU, examples/s against the CPU -> var/bench/quality-gpu.json

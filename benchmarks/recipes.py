@@ -13,7 +13,7 @@ promotion rule still decides what becomes production.
 
     python -m benchmarks.recipes --list
     python -m benchmarks.recipes fpb50 --dry-run
-    python -m benchmarks.recipes all                   # about 4 hours on 2 CPU cores
+    python -m benchmarks.recipes all                   # about 3 hours on 2 CPU cores
     python -m benchmarks.recipes fpb50 --reuse dapt=var/models/encoder-finance/v1
 """
 
@@ -61,23 +61,23 @@ class Step:
 RECIPES: dict[str, tuple[Step, ...]] = {
     "fpb50": (
         Step("dapt", "domain_mlm", ("--base-model", "all-mpnet-base-v2", "--corpus", "finance", "--epochs", "1"),
-             "domain-adaptive MLM on PhraseBank and Twitter train text (about 26 min)"),
+             "domain-adaptive MLM on PhraseBank and Twitter train text (about 22 min)"),
         Step("tapt", "domain_mlm", ("--base-model", "{dapt}", "--corpus", "phrasebank", "--epochs", "4",
                                     "--max-train-minutes", "40"),
-             "task-adaptive MLM on PhraseBank 50Agree train text (about 36 min)"),
+             "task-adaptive MLM on PhraseBank 50Agree train text (about 32 min)"),
         Step("allagree", "quality", ("--tasks", "fpb_allagree", "--base-model", "{tapt}", "--epochs", "3",
                                      "--max-length", "96", "--learning-rate", "3e-5", *LPFT,
                                      "--max-train-minutes", "30"),
-             "AllAgree's unanimous labels first; its encoder starts the 50Agree fine-tune (about 11 min)"),
+             "AllAgree's unanimous labels first; its encoder starts the 50Agree fine-tune (about 9 min)"),
         Step("fpb50", "quality", ("--tasks", "fpb50", "--base-model", "{allagree}/encoder", "--epochs", "3",
                                   "--max-length", "96", "--learning-rate", "3e-5", *LPFT,
                                   "--max-train-minutes", "42", "--seed", "7"),
-             "50Agree from the AllAgree encoder, seed 7 (the best dev figure of its seeds; about 23 min)"),
+             "50Agree from the AllAgree encoder, seed 7 (the best dev figure of its seeds; about 19 min)"),
     ),
     "fpb_allagree": (
         Step("fpb_allagree", "quality", ("--tasks", "fpb_allagree", *MPNET, "--epochs", "5", "--max-length", "96",
                                          "--learning-rate", "3e-5", *LPFT, "--max-train-minutes", "30"),
-             "mpnet fine-tuned on AllAgree alone (about 20 min)"),
+             "mpnet fine-tuned on AllAgree alone (about 15 min)"),
     ),
     "twitter_fin": (
         Step("twitter_fin", "quality", ("--tasks", "twitter_fin", *MPNET, "--epochs", "2", "--max-length", "64",
@@ -88,7 +88,7 @@ RECIPES: dict[str, tuple[Step, ...]] = {
     "banking77": (
         Step("banking77", "quality", ("--tasks", "banking77", *MPNET, "--epochs", "3", "--max-length", "64",
                                       "--learning-rate", "4e-5", *LPFT, "--max-train-minutes", "40"),
-             "mpnet with an LP-FT probe head (about 31 min)"),
+             "mpnet with an LP-FT probe head (about 27 min)"),
     ),
 }
 
