@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import domain_mlm, quality
+from core.artifacts import CARD_FILE
 from core.atomic import atomic_write_bytes
 
 log = logging.getLogger("benchmarks.recipes")
@@ -137,6 +138,11 @@ def step_argv(step: Step, artifacts: dict[str, str], registry: str | None, outpu
     return argv
 
 
+def is_artifact(folder: str | Path) -> bool:
+    """A complete artifact: ``write_artifact`` writes the card last, so a folder with one is whole."""
+    return (Path(folder) / CARD_FILE).is_file()
+
+
 def parse_reuse(values: list[str], recipes: list[str]) -> dict[str, str]:
     """``STEP=FOLDER`` pairs: an artifact that already exists stands in for that step."""
     steps = {step.name for recipe in recipes for step in RECIPES[recipe]}
@@ -147,8 +153,8 @@ def parse_reuse(values: list[str], recipes: list[str]) -> dict[str, str]:
             raise SystemExit(f"--reuse {value!r}: expected STEP=FOLDER, for example dapt=var/models/encoder-finance/v1")
         if name not in steps:
             raise SystemExit(f"--reuse {value!r}: no step {name!r} in {recipes}; their steps are {sorted(steps)}")
-        if not (Path(folder) / "card.json").is_file():
-            raise SystemExit(f"--reuse {value!r}: {folder} is not a model artifact (no card.json there)")
+        if not is_artifact(folder):
+            raise SystemExit(f"--reuse {value!r}: {folder} is not a model artifact (no {CARD_FILE} there)")
         reuse[name] = folder
     return reuse
 
@@ -163,7 +169,7 @@ class RecipeState:
     def artifact(self, step: str) -> str | None:
         """The recorded artifact of a finished step, if it is still there."""
         done = self.steps.get(step)
-        if done and (Path(done["artifact"]) / "card.json").is_file():
+        if done and is_artifact(done["artifact"]):
             return done["artifact"]
         return None
 
