@@ -158,8 +158,8 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         best_epoch=trained.best_epoch, epochs_run=len(trained.history),
         predict_examples_per_s=round(len(test) / predict_seconds, 1), method=config.method,
         head_init=config.head_init, layer_lr_decay=config.layer_lr_decay, learning_rate=config.learning_rate,
-        label_smoothing=config.label_smoothing, agreement_targets=config.agreement_targets, seed=config.seed,
-        device=str(classifier.device_info.name), **details,
+        label_smoothing=config.label_smoothing, agreement_targets=config.agreement_targets, rdrop=config.rdrop,
+        seed=config.seed, device=str(classifier.device_info.name), **details,
     )
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
     return result
@@ -210,6 +210,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agreement-targets", action="store_true",
                         help="train toward soft targets from each sentence's annotator agreement (PhraseBank "
                              "50Agree: which of its four files hold the sentence)")
+    parser.add_argument("--rdrop", type=float, default=0.0,
+                        help="R-Drop weight: two dropout passes per batch must agree (about 2x the compute; "
+                             "default 0, off)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
@@ -222,7 +225,7 @@ def training_setup(args: argparse.Namespace, device: str | None) -> tuple[Classi
                                     learning_rate=args.learning_rate, method=args.method,
                                     head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
                                     max_train_minutes=args.max_train_minutes, device=device, seed=args.seed,
-                                    progress=False)
+                                    rdrop=args.rdrop, progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     if args.label_smoothing is not None:
         overrides["label_smoothing"] = args.label_smoothing

@@ -35,6 +35,7 @@ from core.calibration import fit_temperature, softmax
 from core.classifier_model import PooledClassifier
 from core.data.labelled import LabelledTexts, label_space
 from core.device import DeviceInfo, pick_device
+from core.finetune.consistency import doubled, rdrop_loss
 from core.finetune.distill import SoftLabelled
 from core.finetune.soft_targets import agreement_targets, check_agreement
 from core.inference.logits import predict_logits
@@ -63,6 +64,7 @@ class ClassifierTrainingConfig:
     agreement_targets: bool = False      # soft targets from the data's per-row annotator agreement
     max_length: int = 128
     class_weights: bool = False          # weight the loss by inverse class frequency
+    rdrop: float = 0.0                   # weight of the R-Drop term (two dropout passes agree); 0 disables
     head_init: str = "probe"             # "probe" (LP-FT) or "random"
     patience: int = 2                    # epochs without dev macro-F1 gain before stopping
     max_train_minutes: float | None = None  # stop after the epoch that crosses this budget
@@ -81,6 +83,7 @@ class ClassifierTrainingConfig:
             "grad_accumulation": self.grad_accumulation >= 1, "learning_rate": self.learning_rate > 0,
             "max_length": 8 <= self.max_length <= 8192, "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "dropout": 0 <= self.dropout < 1, "layer_lr_decay": 0 < self.layer_lr_decay <= 1,
+            "rdrop": self.rdrop >= 0,
             "head_init": self.head_init in {"probe", "random"}, "method": self.method in {"full", "lora"},
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -257,7 +260,10 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
                 batch = collate(tokenizer, train_ids, index, device)
                 target = targets[index].to(device)
                 with accelerator.autocast():
-                    loss = loss_fn(model(**batch).float(), target)
+                    if config.rdrop > 0:
+                        loss = rdrop_loss(model(**doubled(batch)).float(), target, loss_fn, config.rdrop)
+                    else:
+                        loss = loss_fn(model(**batch).float(), target)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

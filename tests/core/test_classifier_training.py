@@ -192,3 +192,9 @@ def test_the_cli_refuses_a_teacher_with_other_labels_before_labelling(trained: T
     out = capsys.readouterr()
     assert code == 1 and "the training data's labels are ['ham', 'spam']" in out.err + out.out
     assert not (tmp_path / "models").exists()
+
+
+def test_rdrop_trains_and_is_recorded(offline: None) -> None:
+    trained = train_classifier(replace(CONFIG, rdrop=1.0), _split("train"), _split("dev"))
+    assert trained.history[-1]["last_loss"] < trained.history[0]["first_loss"]
+    assert trained.hyperparameters()["rdrop"] == 1.0
