@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,20 @@ def test_a_run_fills_in_artifacts_and_resumes_where_it_stopped(tmp_path):
     (Path(state["allagree"]["artifact"]) / "card.json").unlink()
     run_recipe("fpb50", None, output, {}, modules=modules)
     assert [argv[argv.index("--tasks") + 1] for _, argv in calls] == ["fpb_allagree", "fpb50"]
+
+
+def test_an_edited_step_runs_again_and_so_do_the_steps_after_it(tmp_path, monkeypatch):
+    output = str(tmp_path / "bench" / "quality.json")
+    calls = []
+    modules = fake_modules(tmp_path, calls)
+    run_recipe("fpb50", None, output, {}, modules=modules)
+    edited = tuple(replace(step, args=(*step.args, "--seed", "21")) if step.name == "allagree" else step
+                   for step in RECIPES["fpb50"])
+    monkeypatch.setitem(recipes.RECIPES, "fpb50", edited)
+    calls.clear()
+    state = run_recipe("fpb50", None, output, {}, modules=modules)
+    assert [argv[argv.index("--tasks") + 1] for _, argv in calls] == ["fpb_allagree", "fpb50"]
+    assert state["allagree"]["args"][-2:] == ["--seed", "21"]
 
 
 def test_reuse_stands_in_for_a_step_and_reruns_the_steps_after_it(tmp_path):
