@@ -167,6 +167,10 @@ class RecipeState:
         self.path = path
         self.steps: dict[str, dict] = json.loads(path.read_text())["steps"] if path.exists() else {}
 
+    def recorded(self, step: str) -> str | None:
+        """The artifact folder recorded for ``step``, whatever became of it since."""
+        return self.steps.get(step, {}).get("artifact")
+
     def artifact(self, step: Step) -> str | None:
         """The recorded artifact of a finished step, if it is still there and was made with the
         step's options as the recipe now gives them (an edited step runs again)."""
@@ -197,7 +201,7 @@ def run_recipe(recipe: str, registry: str | None, output: str, reuse: dict[str, 
         label = f"{recipe} step {number}/{len(steps)} {step.name!r}"
         if step.name in reuse:
             artifacts[step.name] = reuse[step.name]
-            changed = changed or state.artifact(step) != reuse[step.name]
+            changed = changed or state.recorded(step.name) != reuse[step.name]
             log.info("%s: reusing %s (--reuse)", label, reuse[step.name])
             if not dry_run:
                 state.record(recipe, step.name, {"artifact": reuse[step.name], "reused": True})

@@ -89,6 +89,20 @@ def test_an_edited_step_runs_again_and_so_do_the_steps_after_it(tmp_path, monkey
     assert state["allagree"]["args"][-2:] == ["--seed", "21"]
 
 
+def test_reusing_the_recorded_folder_of_an_edited_step_keeps_the_steps_after_it(tmp_path, monkeypatch):
+    output = str(tmp_path / "bench" / "quality.json")
+    calls = []
+    modules = fake_modules(tmp_path, calls)
+    first = run_recipe("fpb50", None, output, {}, modules=modules)
+    edited = tuple(replace(step, args=(*step.args, "--seed", "21")) if step.name == "allagree" else step
+                   for step in RECIPES["fpb50"])
+    monkeypatch.setitem(recipes.RECIPES, "fpb50", edited)
+    calls.clear()
+    state = run_recipe("fpb50", None, output, {"allagree": first["allagree"]["artifact"]}, modules=modules)
+    assert calls == [], "the later steps were made from this very folder"
+    assert state["fpb50"] == first["fpb50"]
+
+
 def test_reuse_stands_in_for_a_step_and_reruns_the_steps_after_it(tmp_path):
     output = str(tmp_path / "bench" / "quality.json")
     calls = []
