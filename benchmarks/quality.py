@@ -159,6 +159,7 @@ def run_task(key: str, base: ClassifierTrainingConfig, overrides: dict, registry
         predict_examples_per_s=round(len(test) / predict_seconds, 1), method=config.method,
         head_init=config.head_init, layer_lr_decay=config.layer_lr_decay, learning_rate=config.learning_rate,
         label_smoothing=config.label_smoothing, agreement_targets=config.agreement_targets, rdrop=config.rdrop,
+        ema=config.ema,
         seed=config.seed, device=str(classifier.device_info.name), **details,
     )
     log.info("%s test: %s", key, {k: result[k] for k in ("accuracy", "macro_f1", "weighted_f1", "ece")})
@@ -213,6 +214,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rdrop", type=float, default=0.0,
                         help="R-Drop weight: two dropout passes per batch must agree (about 2x the compute; "
                              "default 0, off)")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="decay of an EMA of the weights that dev scores and the artifact keeps (e.g. 0.99; "
+                             "default 0, off)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
@@ -225,7 +229,7 @@ def training_setup(args: argparse.Namespace, device: str | None) -> tuple[Classi
                                     learning_rate=args.learning_rate, method=args.method,
                                     head_init=args.head_init, layer_lr_decay=args.layer_lr_decay,
                                     max_train_minutes=args.max_train_minutes, device=device, seed=args.seed,
-                                    rdrop=args.rdrop, progress=False)
+                                    rdrop=args.rdrop, ema=args.ema, progress=False)
     overrides = {k: v for k, v in {"epochs": args.epochs, "max_length": args.max_length}.items() if v}
     if args.label_smoothing is not None:
         overrides["label_smoothing"] = args.label_smoothing

@@ -54,6 +54,8 @@ CLASSIFIER_HELP = {
     "class_weights": "weight the loss by inverse class frequency (imbalanced data)",
     "rdrop": "R-Drop weight: each batch runs twice through dropout and the two predictions' divergence "
              "is added to the loss with this weight (about 2x the compute); 0 disables",
+    "ema": "decay of an exponential moving average of the weights (e.g. 0.99): dev scores the averaged "
+           "weights each epoch and the artifact keeps them; 0 disables",
     "head_init": "probe: start the head as a logistic regression on frozen features (LP-FT); random",
     "patience": "epochs without dev macro-F1 gain before early stopping",
     "max_train_minutes": "stop after the epoch that crosses this wall-time budget",

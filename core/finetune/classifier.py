@@ -38,6 +38,7 @@ from core.device import DeviceInfo, pick_device
 from core.finetune.consistency import doubled, rdrop_loss
 from core.finetune.distill import SoftLabelled
 from core.finetune.soft_targets import agreement_targets, check_agreement
+from core.finetune.weight_average import WeightAverage
 from core.inference.logits import predict_logits
 from core.metrics import classification_metrics
 from core.model_refs import resolve_model
@@ -65,6 +66,7 @@ class ClassifierTrainingConfig:
     max_length: int = 128
     class_weights: bool = False          # weight the loss by inverse class frequency
     rdrop: float = 0.0                   # weight of the R-Drop term (two dropout passes agree); 0 disables
+    ema: float = 0.0                     # decay of a weight EMA that dev scores and the artifact keeps; 0 disables
     head_init: str = "probe"             # "probe" (LP-FT) or "random"
     patience: int = 2                    # epochs without dev macro-F1 gain before stopping
     max_train_minutes: float | None = None  # stop after the epoch that crosses this budget
@@ -83,7 +85,7 @@ class ClassifierTrainingConfig:
             "grad_accumulation": self.grad_accumulation >= 1, "learning_rate": self.learning_rate > 0,
             "max_length": 8 <= self.max_length <= 8192, "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "dropout": 0 <= self.dropout < 1, "layer_lr_decay": 0 < self.layer_lr_decay <= 1,
-            "rdrop": self.rdrop >= 0,
+            "rdrop": self.rdrop >= 0, "ema": self.ema == 0 or 0 < self.ema < 1,
             "head_init": self.head_init in {"probe", "random"}, "method": self.method in {"full", "lora"},
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -238,6 +240,7 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
                                                 steps_per_epoch * config.epochs)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     raw_model = accelerator.unwrap_model(model)
+    average = WeightAverage(raw_model, config.ema) if config.ema else None
 
     rng = random.Random(config.seed)
     best = {"macro_f1": -1.0, "epoch": 0, "state": None}
@@ -270,21 +273,33 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
+                if average is not None and accelerator.sync_gradients:
+                    average.update(raw_model)
             losses.append(loss.item())
             seen += len(index) * accelerator.num_processes
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        dev_probs = softmax(predict_logits(raw_model, tokenizer, dev_ids, config.eval_batch_size, device,
-                                           device_info.autocast))
-        dev_metrics = classification_metrics(y_dev, dev_probs)
+        def dev_scores() -> dict:
+            return classification_metrics(y_dev, softmax(predict_logits(
+                raw_model, tokenizer, dev_ids, config.eval_batch_size, device, device_info.autocast)))
+
+        dev_metrics = dev_scores()
+        raw_scores = {}
+        if average is not None:  # the averaged weights are the candidate; the raw ones are logged beside them
+            raw_scores = {f"dev_raw_{k}": dev_metrics[k] for k in ("accuracy", "macro_f1")}
+            with average.swapped_in(raw_model):
+                dev_metrics = dev_scores()
         elapsed = time.monotonic() - started
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "first_loss": float(losses[0]),
                         "last_loss": float(np.mean(losses[-20:])), "seconds": round(elapsed, 1),
-                        **{f"dev_{k}": v for k, v in dev_metrics.items() if k != "examples"}})
-        log.info("epoch %d: loss %.4f dev accuracy %.4f macro-F1 %.4f (%.0f s)", epoch, history[-1]["train_loss"],
-                 dev_metrics["accuracy"], dev_metrics["macro_f1"], elapsed)
+                        **{f"dev_{k}": v for k, v in dev_metrics.items() if k != "examples"}, **raw_scores})
+        log.info("epoch %d: loss %.4f dev accuracy %.4f macro-F1 %.4f%s (%.0f s)", epoch, history[-1]["train_loss"],
+                 dev_metrics["accuracy"], dev_metrics["macro_f1"],
+                 f" (EMA; raw weights {raw_scores['dev_raw_macro_f1']:.4f})" if raw_scores else "", elapsed)
         if dev_metrics["macro_f1"] > best["macro_f1"]:
-            best = {"macro_f1": dev_metrics["macro_f1"], "epoch": epoch,
-                    "state": {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}}
+            state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
+            if average is not None:
+                state.update(average.state_dict())
+            best = {"macro_f1": dev_metrics["macro_f1"], "epoch": epoch, "state": state}
         elif epoch - best["epoch"] >= config.patience:
             log.info("early stop: no dev macro-F1 gain for %d epochs", config.patience)
             break

@@ -198,3 +198,17 @@ def test_rdrop_trains_and_is_recorded(offline: None) -> None:
     trained = train_classifier(replace(CONFIG, rdrop=1.0), _split("train"), _split("dev"))
     assert trained.history[-1]["last_loss"] < trained.history[0]["first_loss"]
     assert trained.hyperparameters()["rdrop"] == 1.0
+
+
+def test_ema_weights_are_scored_and_kept_beside_the_raw_ones(offline: None, tmp_path) -> None:
+    trained = train_classifier(replace(CONFIG, ema=0.9), _split("train"), _split("dev"))
+    assert trained.hyperparameters()["ema"] == 0.9
+    for epoch in trained.history:  # dev scores the averaged weights and logs the raw ones beside them
+        assert {"dev_macro_f1", "dev_raw_macro_f1", "dev_raw_accuracy"} <= epoch.keys()
+    trained.save(tmp_path / "model")
+    best = trained.history[trained.best_epoch - 1]
+    dev = _split("dev")
+    reloaded = TextClassifier.load(tmp_path / "model").predict(dev.texts).probabilities
+    classes = trained.labels
+    accuracy = float(np.mean([classes[i] == gold for i, gold in zip(reloaded.argmax(1), dev.labels, strict=True)]))
+    assert accuracy == pytest.approx(best["dev_accuracy"])  # what was saved is what dev scored
