@@ -242,6 +242,10 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
     raw_model = accelerator.unwrap_model(model)
     average = WeightAverage(raw_model, config.ema) if config.ema else None
 
+    def dev_scores() -> dict:
+        return classification_metrics(y_dev, softmax(predict_logits(
+            raw_model, tokenizer, dev_ids, config.eval_batch_size, device, device_info.autocast)))
+
     rng = random.Random(config.seed)
     best = {"macro_f1": -1.0, "epoch": 0, "state": None}
     history: list[dict] = []
@@ -278,10 +282,6 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
             losses.append(loss.item())
             seen += len(index) * accelerator.num_processes
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        def dev_scores() -> dict:
-            return classification_metrics(y_dev, softmax(predict_logits(
-                raw_model, tokenizer, dev_ids, config.eval_batch_size, device, device_info.autocast)))
-
         dev_metrics = dev_scores()
         raw_scores = {}
         if average is not None:  # the averaged weights are the candidate; the raw ones are logged beside them
