@@ -296,9 +296,8 @@ def train_classifier(config: ClassifierTrainingConfig, train: LabelledTexts, dev
                  dev_metrics["accuracy"], dev_metrics["macro_f1"],
                  f" (EMA; raw weights {raw_scores['dev_raw_macro_f1']:.4f})" if raw_scores else "", elapsed)
         if dev_metrics["macro_f1"] > best["macro_f1"]:
-            state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
-            if average is not None:
-                state.update(average.state_dict())
+            state = (average.state_dict(raw_model) if average is not None
+                     else {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()})
             best = {"macro_f1": dev_metrics["macro_f1"], "epoch": epoch, "state": state}
         elif epoch - best["epoch"] >= config.patience:
             log.info("early stop: no dev macro-F1 gain for %d epochs", config.patience)

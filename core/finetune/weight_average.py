@@ -15,8 +15,16 @@ from contextlib import contextmanager
 import torch
 
 
+def _averaged(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors worth averaging: trained parameters and floating-point buffers (frozen
+    weights, e.g. the encoder under LoRA, would only average to themselves)."""
+    tensors = {name: param for name, param in model.named_parameters() if param.requires_grad}
+    tensors.update((name, buffer) for name, buffer in model.named_buffers() if buffer.is_floating_point())
+    return tensors
+
+
 class WeightAverage:
-    """EMA of a model's floating-point parameters and buffers, updated after each optimizer step.
+    """EMA of a model's trained parameters and floating-point buffers, updated after each optimizer step.
 
     The decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the
     first steps are not pulled toward the starting weights (the warm-up timm's ModelEma uses).
@@ -27,8 +35,7 @@ class WeightAverage:
             raise ValueError(f"EMA decay {decay!r} is out of range; expected 0 < decay < 1 (e.g. 0.99), or 0 for off")
         self.decay = decay
         self.updates = 0
-        self.shadow = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()
-                       if tensor.is_floating_point()}
+        self.shadow = {name: tensor.detach().clone() for name, tensor in _averaged(model).items()}
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
@@ -36,14 +43,15 @@ class WeightAverage:
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
         decay = self.current_decay()
-        state = model.state_dict()
+        current = _averaged(model)
         for name, average in self.shadow.items():
-            average.mul_(decay).add_(state[name].detach().to(average.dtype), alpha=1.0 - decay)
+            average.mul_(decay).add_(current[name].detach().to(average.dtype), alpha=1.0 - decay)
         self.updates += 1
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """A CPU copy of the averaged weights, with the model's other entries left to the caller."""
-        return {name: tensor.detach().cpu().clone() for name, tensor in self.shadow.items()}
+    def state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """A CPU copy of ``model``'s whole state with the averaged weights in place of its own."""
+        return {name: self.shadow.get(name, tensor).detach().cpu().clone()
+                for name, tensor in model.state_dict().items()}
 
     @contextmanager
     @torch.no_grad()

@@ -75,14 +75,18 @@ def test_a_run_fills_in_artifacts_and_resumes_where_it_stopped(tmp_path):
     assert [argv[argv.index("--tasks") + 1] for _, argv in calls] == ["fpb_allagree", "fpb50"]
 
 
+def fpb50_with_allagree_edited() -> tuple:
+    """The fpb50 recipe with another seed for its ``allagree`` step."""
+    return tuple(replace(step, args=(*step.args, "--seed", "21")) if step.name == "allagree" else step
+                 for step in RECIPES["fpb50"])
+
+
 def test_an_edited_step_runs_again_and_so_do_the_steps_after_it(tmp_path, monkeypatch):
     output = str(tmp_path / "bench" / "quality.json")
     calls = []
     modules = fake_modules(tmp_path, calls)
     run_recipe("fpb50", None, output, {}, modules=modules)
-    edited = tuple(replace(step, args=(*step.args, "--seed", "21")) if step.name == "allagree" else step
-                   for step in RECIPES["fpb50"])
-    monkeypatch.setitem(recipes.RECIPES, "fpb50", edited)
+    monkeypatch.setitem(recipes.RECIPES, "fpb50", fpb50_with_allagree_edited())
     calls.clear()
     state = run_recipe("fpb50", None, output, {}, modules=modules)
     assert [argv[argv.index("--tasks") + 1] for _, argv in calls] == ["fpb_allagree", "fpb50"]
@@ -94,9 +98,7 @@ def test_reusing_the_recorded_folder_of_an_edited_step_keeps_the_steps_after_it(
     calls = []
     modules = fake_modules(tmp_path, calls)
     first = run_recipe("fpb50", None, output, {}, modules=modules)
-    edited = tuple(replace(step, args=(*step.args, "--seed", "21")) if step.name == "allagree" else step
-                   for step in RECIPES["fpb50"])
-    monkeypatch.setitem(recipes.RECIPES, "fpb50", edited)
+    monkeypatch.setitem(recipes.RECIPES, "fpb50", fpb50_with_allagree_edited())
     calls.clear()
     state = run_recipe("fpb50", None, output, {"allagree": first["allagree"]["artifact"]}, modules=modules)
     assert calls == [], "the later steps were made from this very folder"

@@ -13,7 +13,8 @@ class Tiny(torch.nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.linear = torch.nn.Linear(2, 2)
-        self.register_buffer("position_ids", torch.arange(4))  # integer buffers are not averaged
+        self.frozen = torch.nn.Linear(2, 2).requires_grad_(False)  # frozen weights are not averaged
+        self.register_buffer("position_ids", torch.arange(4))  # nor are integer buffers
 
 
 def _shift(model: torch.nn.Module, by: float) -> None:
@@ -30,7 +31,7 @@ def test_the_decay_warms_up_and_the_average_follows_the_formula() -> None:
     _shift(model, 1.0)
     average.update(model)
     assert torch.allclose(average.shadow["linear.weight"], start + 0.9)
-    assert "position_ids" not in average.shadow
+    assert set(average.shadow) == {"linear.weight", "linear.bias"}
     for _ in range(2000):
         average.update(model)
     assert average.current_decay() == 0.99
@@ -50,11 +51,15 @@ def test_swapped_in_lends_the_average_and_gives_the_own_weights_back_even_on_err
     assert torch.equal(model.position_ids, torch.arange(4))
 
 
-def test_state_dict_is_a_copy_that_later_updates_do_not_change() -> None:
+def test_state_dict_is_the_whole_state_with_the_average_and_later_updates_do_not_change_it() -> None:
     model = Tiny()
     average = WeightAverage(model, decay=0.5)
-    kept = average.state_dict()
     _shift(model, 1.0)
+    average.update(model)
+    kept = average.state_dict(model)
+    assert kept.keys() == model.state_dict().keys()
+    assert torch.equal(kept["linear.weight"], average.shadow["linear.weight"])
+    assert torch.equal(kept["frozen.weight"], model.frozen.weight)
     average.update(model)
     assert not torch.equal(kept["linear.weight"], average.shadow["linear.weight"])
 
