@@ -27,6 +27,7 @@ import torch
 
 from benchmarks import datasets
 from core.artifacts import ModelCard, data_record, library_versions
+from core.cli import CLASSIFIER_HELP
 from core.finetune.classifier import ClassifierTrainingConfig, train_classifier
 from core.finetune.distill import SoftLabelled
 from core.inference.classifier import TextClassifier, labelled_metrics
@@ -211,12 +212,8 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agreement-targets", action="store_true",
                         help="train toward soft targets from each sentence's annotator agreement (PhraseBank "
                              "50Agree: which of its four files hold the sentence)")
-    parser.add_argument("--rdrop", type=float, default=0.0,
-                        help="R-Drop weight: two dropout passes per batch must agree (about 2x the compute; "
-                             "default 0, off)")
-    parser.add_argument("--ema", type=float, default=0.0,
-                        help="decay of an EMA of the weights that dev scores and the artifact keeps (e.g. 0.99; "
-                             "default 0, off)")
+    parser.add_argument("--rdrop", type=float, default=0.0, help=CLASSIFIER_HELP["rdrop"] + " (default 0)")
+    parser.add_argument("--ema", type=float, default=0.0, help=CLASSIFIER_HELP["ema"] + " (default 0)")
     parser.add_argument("--max-train-minutes", type=float, default=18.0,
                         help="per task: stop after the epoch that crosses this (default 18, the CPU budget is 20)")
     parser.add_argument("--seed", type=int, default=13, help="random seed of the fine-tune (default 13)")
