@@ -24,10 +24,14 @@ def test_every_step_is_a_valid_command_of_its_module(recipe):
             assert args.output == "out/quality.json"
 
 
-def test_the_50agree_step_starts_from_the_allagree_encoder():
+def test_the_50agree_chain_passes_each_fine_tunes_encoder_on():
     steps = {step.name: step for step in RECIPES["fpb50"]}
     argv = steps["fpb50"].argv({"allagree": "var/models/sentiment-fpb-allagree/v2"})
     assert argv[argv.index("--base-model") + 1] == "var/models/sentiment-fpb-allagree/v2/encoder"
+    argv = steps["allagree"].argv({"twitter_intermediate": "var/models/sentiment-twitter/v2"})
+    assert argv[argv.index("--base-model") + 1] == "var/models/sentiment-twitter/v2/encoder"
+    argv = steps["twitter_intermediate"].argv({"tapt": "var/models/encoder-finance/v2"})
+    assert argv[argv.index("--base-model") + 1] == "var/models/encoder-finance/v2"
 
 
 @pytest.mark.parametrize("steps, message", [
@@ -60,7 +64,7 @@ def test_a_run_fills_in_artifacts_and_resumes_where_it_stopped(tmp_path):
     calls = []
     modules = fake_modules(tmp_path, calls)
     state = run_recipe("fpb50", None, output, {}, modules=modules)
-    assert [module for module, _ in calls] == ["domain_mlm", "domain_mlm", "quality", "quality"]
+    assert [module for module, _ in calls] == ["domain_mlm", "domain_mlm", "quality", "quality", "quality"]
     tapt_argv = calls[1][1]
     assert tapt_argv[tapt_argv.index("--base-model") + 1] == state["dapt"]["artifact"]
     assert (tmp_path / "bench" / "recipe-fpb50.json").is_file()
@@ -116,7 +120,7 @@ def test_reuse_stands_in_for_a_step_and_reruns_the_steps_after_it(tmp_path):
     calls.clear()
     state = run_recipe("fpb50", None, output, {"dapt": str(mine)}, modules=modules)
     assert state["dapt"] == {"artifact": str(mine), "reused": True}
-    assert len(calls) == 3
+    assert len(calls) == len(RECIPES["fpb50"]) - 1, "every step after the reused one runs again"
     assert calls[0][1][calls[0][1].index("--base-model") + 1] == str(mine)
 
 
