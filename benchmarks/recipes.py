@@ -14,7 +14,7 @@ promotion rule still decides what becomes production.
 
     python -m benchmarks.recipes --list
     python -m benchmarks.recipes fpb50 --dry-run
-    python -m benchmarks.recipes all                   # about 3 hours on 2 CPU cores
+    python -m benchmarks.recipes all                   # over 3 hours on 2 CPU cores
     python -m benchmarks.recipes fpb50 --reuse dapt=var/models/encoder-finance/v1
 """
 
