@@ -40,6 +40,9 @@ PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # the options every classifier step of the production recipes shares (LP-FT, layer-wise LR decay)
 MPNET = ("--base-model", "all-mpnet-base-v2")
 LPFT = ("--head-init", "probe", "--layer-lr-decay", "0.9")
+# the Twitter fine-tune's options, from mpnet (its own recipe) or as fpb50's intermediate task
+TWITTER = ("--epochs", "2", "--max-length", "64", "--learning-rate", "3e-5", "--head-init", "random",
+           "--layer-lr-decay", "0.9", "--max-train-minutes", "40")
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,7 @@ RECIPES: dict[str, tuple[Step, ...]] = {
         Step("tapt", "domain_mlm", ("--base-model", "{dapt}", "--corpus", "phrasebank", "--epochs", "4",
                                     "--max-train-minutes", "40"),
              "task-adaptive MLM on PhraseBank 50Agree train text (about 32 min)"),
-        Step("twitter_intermediate", "quality", ("--tasks", "twitter_fin", "--base-model", "{tapt}", "--epochs", "2",
-                                                 "--max-length", "64", "--learning-rate", "3e-5", "--head-init",
-                                                 "random", "--layer-lr-decay", "0.9", "--max-train-minutes", "40"),
+        Step("twitter_intermediate", "quality", ("--tasks", "twitter_fin", "--base-model", "{tapt}", *TWITTER),
              "intermediate task: Twitter financial sentiment, 8.6k more labelled sentences of the same three "
              "classes (about 24 min; its own model is Twitter's candidate too)"),
         Step("allagree", "quality", ("--tasks", "fpb_allagree", "--base-model", "{twitter_intermediate}/encoder",
@@ -87,9 +88,7 @@ RECIPES: dict[str, tuple[Step, ...]] = {
              "mpnet fine-tuned on AllAgree alone (about 15 min)"),
     ),
     "twitter_fin": (
-        Step("twitter_fin", "quality", ("--tasks", "twitter_fin", *MPNET, "--epochs", "2", "--max-length", "64",
-                                        "--learning-rate", "3e-5", "--head-init", "random", "--layer-lr-decay",
-                                        "0.9", "--max-train-minutes", "40"),
+        Step("twitter_fin", "quality", ("--tasks", "twitter_fin", *MPNET, *TWITTER),
              "mpnet, 2 epochs (about 25 min)"),
     ),
     "banking77": (
