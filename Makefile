@@ -26,9 +26,9 @@ export UV_LINK_MODE ?= hardlink
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: venv rasa-env kafka-jars browser  ## create both Python environments, fetch the Kafka jars, install Chromium
+setup: venv rasa-env kafka-jars  ## create both Python environments and fetch the Kafka jars (no browser: only `make test` needs one)
 
-browser:  ## Debian's chromium for the web-chat browser test (idempotent; apt as root)
+browser:  ## Debian's candidate chromium for the web-chat browser test (idempotent; apt as root; version recorded in var/browser/)
 	infra/browser/install-chromium.sh
 
 .tools/bin/uv:
@@ -48,7 +48,7 @@ rasa-env: $(UV)  ## the Rasa 3.6 server environment ($(RASA_VENV), Python 3.10)
 kafka-jars: venv  ## the Kafka broker's jars from Maven Central (var/kafka/lib)
 	$(PY) -m infra.kafka fetch
 
-test: setup  ## run the test suite (starts and stops the services its tests need)
+test: setup browser  ## run the test suite (starts and stops the services its tests need)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv  ## unit tests only (no broker, no Rasa training)

@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
 # Install Debian's chromium package (the headless browser the web-chat test drives through Playwright).
 #
-# Idempotent: does nothing when $CHROMIUM_PATH (default /usr/bin/chromium) already runs. Playwright's
-# own browser download needs its CDN, which the build machines cannot reach, so the tests launch
-# this binary with `executable_path` instead. The version is pinned (override CHROMIUM_VERSION, or
-# set it to "any" to take the distribution's candidate); on a machine without apt, or without root
-# and sudo, the script says what failed and what to install by hand, and exits non-zero.
+# Only `make test` needs it (the browser test); `make demo` does not. Idempotent: does nothing when
+# $CHROMIUM_PATH (default /usr/bin/chromium) already runs. Playwright's own browser download needs its
+# CDN, which the build machines cannot reach, so the tests launch this binary with `executable_path`.
+#
+# No version is pinned: Debian's security archive keeps only the newest chromium build, so an exact
+# pin stops working within days. The script installs the distribution's candidate and records the
+# version it installed in $TEXTML_VAR_DIR/browser/chromium.version (default var/). On a machine
+# without apt, or without root and sudo, it says what failed and what to install by hand, and exits
+# non-zero.
 set -euo pipefail
 
 CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}"
-CHROMIUM_VERSION="${CHROMIUM_VERSION:-156.0.8078.108-1~deb12u1}"
+VAR_DIR="${TEXTML_VAR_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/var}"
+RECORD="$VAR_DIR/browser/chromium.version"
 
 say() { printf 'install-chromium: %s\n' "$*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
+record() {
+    mkdir -p "$(dirname "$RECORD")"
+    local package_version
+    package_version="$(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo unknown)"
+    printf 'package chromium %s\nbinary %s\n' "$package_version" "$("$CHROMIUM_PATH" --version 2>/dev/null)" > "$RECORD"
+}
+
 if [ -x "$CHROMIUM_PATH" ] && "$CHROMIUM_PATH" --version >/dev/null 2>&1; then
+    record
     say "$("$CHROMIUM_PATH" --version 2>/dev/null) already at $CHROMIUM_PATH; nothing to do"
     exit 0
 fi
@@ -29,18 +42,13 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo -n"
 fi
 
-package="chromium"
-[ "$CHROMIUM_VERSION" = "any" ] || package="chromium=$CHROMIUM_VERSION"
-
-say "installing $package"
+say "installing Debian's candidate chromium"
 export DEBIAN_FRONTEND=noninteractive
-if ! $SUDO apt-get install -y --no-install-recommends "$package"; then
-    say "apt-get install failed; refreshing the package lists and trying once more"
-    $SUDO apt-get update -q || fail "apt-get update failed (no access to the Debian mirror?)"
-    $SUDO apt-get install -y --no-install-recommends "$package" \
-        || fail "apt-get install $package failed; 'apt-cache policy chromium' shows which versions apt can see" \
-                "(set CHROMIUM_VERSION=any to take the candidate)"
-fi
+# The lists may be missing (fresh machine) or stale (the candidate has left the archive): refresh first.
+$SUDO apt-get update -q || fail "apt-get update failed (no access to the Debian mirror?)"
+$SUDO apt-get install -y --no-install-recommends chromium \
+    || fail "apt-get install chromium failed; 'apt-cache policy chromium' shows which versions apt can see"
 
 [ -x "$CHROMIUM_PATH" ] || fail "the chromium package installed, but $CHROMIUM_PATH is missing"
-say "installed $("$CHROMIUM_PATH" --version 2>/dev/null) at $CHROMIUM_PATH"
+record
+say "installed $("$CHROMIUM_PATH" --version 2>/dev/null) at $CHROMIUM_PATH (recorded in $RECORD)"
