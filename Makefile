@@ -91,13 +91,13 @@ bench-bot: venv rasa-env  ## support bot: intent accuracy, FAQ retrieval, REST l
 demo: setup  ## the main job on embedded defaults
 	$(PY) -m infra.demo
 
-up: setup  ## start every long-lived service (Kafka first) under honcho
+up: setup  ## start every long-lived service under supervisord (Kafka first, then its clients); returns when all answer
 	$(PY) -m infra.stack up
 
-down:  ## stop every service started by `make up` or `make kafka-up`
+down:  ## stop every service: supervisord's, a `make kafka-up` broker, and the same commands started by hand
 	@if [ -x $(PY) ]; then $(PY) -m infra.stack down; else echo "nothing to stop (no environment yet)"; fi
 
-status:  ## say what runs
+status:  ## each service's state, pid, uptime, restart count and health
 	@$(PY) -m infra.stack status || true
 
 kafka-up: venv kafka-jars  ## start the local Kafka broker; returns when it answers metadata requests

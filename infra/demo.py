@@ -38,7 +38,7 @@ def kafka_round_trip(servers: str) -> float:
 
 def main() -> int:
     print("== starting the stack (make up)")
-    if stack.up(timeout_s=120.0) != 0:
+    if stack.up() != 0:
         return 1
     servers = external_cluster(config_from_env()) or config_from_env().bootstrap_servers
     print(f"\n== Kafka round trip on {servers}")

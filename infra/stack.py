@@ -1,12 +1,14 @@
-"""``python -m infra.stack up|down|status``: all long-lived services under honcho.
+"""``python -m infra.stack up|down|status``: the long-lived services under supervisord.
 
-The Procfile names the services; honcho runs them in one process group, each writing its
-own log under ``var/log/``. ``up`` returns once every started service is ready (Kafka:
-answers metadata requests); ``down`` stops honcho (which stops its children) and a broker
-that ``make kafka-up`` started on its own.
+``up`` starts supervisord (``infra/supervisor.py``) and then the services of ``infra/services.py``
+in order: Kafka first, and its clients once it answers metadata requests; it returns when every
+service answers its health check. A service that exits is restarted by supervisord while the
+others keep serving. ``status`` shows each service's state, pid, uptime, restart count and health.
+``down`` stops supervisord and its services, a broker ``make kafka-up`` started, and the same
+service commands started by hand for this checkout's ``var/``.
 
-A Kafka cluster that already answers (``make kafka-up`` earlier, or an existing cluster
-named by ``KAFKA_BOOTSTRAP_SERVERS``) is used as it is: honcho does not start a second one.
+A Kafka cluster that already answers (``make kafka-up`` earlier, or an existing cluster named by
+``KAFKA_BOOTSTRAP_SERVERS``) is used as it is: no second broker starts.
 """
 
 from __future__ import annotations
@@ -14,151 +16,212 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from infra.kafka import broker
-from infra.kafka.__main__ import config_from_env, external_cluster, var_dir
-from infra.procs import alive, tail
+from infra.kafka.__main__ import config_from_env, external_cluster
+from infra.procs import alive, all_pids, argv_of, cwd_of, environ_of, tail
+from infra.services import REPO_ROOT, Service, ServiceConfigError, all_services, selected_services, var_dir
+from infra.supervisor import Paths, Supervisor, SupervisorError, render_config
 
-REPO_ROOT = broker.REPO_ROOT
-PROCFILE = REPO_ROOT / "Procfile"
-RUN_DIR = var_dir() / "run"
-LOG_DIR = var_dir() / "log"
-HONCHO_PID = RUN_DIR / "honcho.pid"
+START_TIMEOUT_S = 900.0  # a first start trains the demo sentiment model and the Rasa model
 
 
-def procfile_services(procfile: Path = PROCFILE) -> list[str]:
-    """Service names in Procfile order (Kafka first by convention); ``STACK_SERVICES=a,b`` keeps only those."""
-    names = []
-    for line in procfile.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and ":" in line:
-            names.append(line.split(":", 1)[0].strip())
-    wanted = [name.strip() for name in os.environ.get("STACK_SERVICES", "").split(",") if name.strip()]
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        raise SystemExit(f"error: STACK_SERVICES names {unknown}, which the Procfile does not have; "
-                         f"services: {', '.join(names)}")
-    return [name for name in names if name in wanted] if wanted else names
+class StackError(RuntimeError):
+    """A service did not come up; the message names it and its log."""
 
 
-def honcho_pid() -> int | None:
-    try:
-        pid = int(HONCHO_PID.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if b"honcho" in cmdline else None
+def _paths() -> Paths:
+    return Paths(var_dir(dict(os.environ)))
 
 
-def up(timeout_s: float) -> int:
+def _kafka_servers() -> str:
     kafka = config_from_env()
-    servers = external_cluster(kafka) or kafka.bootstrap_servers
-    if honcho_pid() is not None:
-        print(f"stack already running under honcho (pid {honcho_pid()})")
-    else:
-        services = procfile_services()
-        if "kafka" in services and broker.answers_metadata(servers, timeout_s=2.0):
-            print(f"Kafka already answers on {servers}: honcho will not start another broker")
-            services.remove("kafka")
-        if services:
-            _start_honcho(services)
-    _wait_until_ready(servers, timeout_s)
-    return status()
+    return external_cluster(kafka) or kafka.bootstrap_servers
 
 
-def _wait_until_ready(kafka_servers: str, timeout_s: float) -> None:
-    """Wait until Kafka answers metadata requests; fail fast when honcho (and so a service) died."""
-    deadline = time.monotonic() + timeout_s
-    while not broker.answers_metadata(kafka_servers, timeout_s=2.0):
-        if HONCHO_PID.exists() and honcho_pid() is None:
-            raise broker.BrokerError(f"a service exited during start-up; see {LOG_DIR}/honcho.log and "
-                                     f"{LOG_DIR}/kafka.log:\n{tail(LOG_DIR / 'honcho.log')}")
-        if time.monotonic() > deadline:
-            raise broker.BrokerError(f"Kafka did not answer on {kafka_servers} within {timeout_s:.0f} s; "
-                                     f"see {LOG_DIR}/kafka.log")
-        time.sleep(0.5)
-
-
-def _start_honcho(services: list[str]) -> None:
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    honcho = Path(sys.executable).with_name("honcho")
-    with open(LOG_DIR / "honcho.log", "ab") as log_stream:
-        process = subprocess.Popen(
-            [str(honcho), "--no-colour", "-f", str(PROCFILE), "-d", str(REPO_ROOT), "start", *services],
-            stdout=log_stream, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, "PYTHON": sys.executable, "LOG_DIR": str(LOG_DIR)},
-        )
-    HONCHO_PID.write_text(str(process.pid))
-    print(f"honcho started {', '.join(services)} (pid {process.pid}); logs in {LOG_DIR}/")
-
-
-def down(timeout_s: float) -> int:
-    pid = honcho_pid()
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)  # honcho forwards it to every service and waits
-        deadline = time.monotonic() + timeout_s
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        print(f"honcho (pid {pid}) and its services stopped")
-    HONCHO_PID.unlink(missing_ok=True)
-    if broker.stop(config_from_env(), timeout_s=timeout_s):
-        print("Kafka stopped")
-    return 0
-
-
-def status() -> int:
-    kafka = config_from_env()
-    pid = honcho_pid()
-    print(f"honcho    {'up' if pid else 'down':5} {f'pid {pid}' if pid else ''}")
-    servers = external_cluster(kafka) or kafka.bootstrap_servers
-    ok = broker.answers_metadata(servers)
-    kafka_pid = broker.running_pid(kafka)
-    origin = f"pid {kafka_pid}" if kafka_pid else ("external cluster" if external_cluster(kafka) else "")
-    print(f"kafka     {'up' if ok else 'down':5} {servers} {origin}")
-    for name, url in _health_urls().items():
-        if name in procfile_services():
-            print(f"{name:9} {'up' if _answers(url) else 'down':5} {url}")
-    print(f"logs      {LOG_DIR}/")
-    return 0 if ok else 3
-
-
-def _health_urls() -> dict[str, str]:
-    """Where each app service answers when it is ready (ports from the apps' own settings variables)."""
-    env = os.environ.get
-    return {
-        "finance": f"http://127.0.0.1:{env('FINANCE_METRICS_PORT', '9464')}/metrics",
-        "recommender": "http://127.0.0.1:8300/health",
-        "bot-actions": f"http://127.0.0.1:{env('CS_ACTIONS_PORT', '5055')}/health",
-        "bot-rasa": f"http://127.0.0.1:{env('CS_RASA_PORT', '5005')}/status",
-    }
-
-
-def _answers(url: str) -> bool:
-    import urllib.request
-
+def answers(url: str, timeout_s: float = 2.0) -> bool:
+    """True when ``url`` answers 200 (a service's health check)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return response.status == 200
     except OSError:
         return False
+
+
+def healthy(service: Service) -> bool:
+    return broker.answers_metadata(_kafka_servers(), timeout_s=2.0) if service.health_url is None \
+        else answers(service.health_url)
+
+
+def up(timeout_s: float = START_TIMEOUT_S) -> int:
+    paths = _paths()
+    services = selected_services()
+    kafka_servers = _kafka_servers()
+    supervised = list(services)
+    if any(s.name == "kafka" for s in services) and (
+            external_cluster(config_from_env()) or broker.answers_metadata(kafka_servers, timeout_s=2.0)):
+        print(f"Kafka already answers on {kafka_servers}: no broker of ours starts")
+        supervised = [s for s in services if s.name != "kafka"]
+    environment = {"TEXTML_VAR_DIR": str(paths.var_dir), "PYTHONUNBUFFERED": "1",
+                   # the recommender's store follows var/ unless set (its own default ignores TEXTML_VAR_DIR)
+                   "TEXTML_RECOMMENDER_DIR": os.environ.get("TEXTML_RECOMMENDER_DIR",
+                                                            str(paths.var_dir / "recommender"))}
+    supervisor = Supervisor(paths)
+    pid = supervisor.start(render_config(paths, all_services(), environment))
+    print(f"supervisord (pid {pid}) supervises {', '.join(s.name for s in supervised) or 'nothing'}; "
+          f"logs in {paths.log_dir}/")
+    deadline = time.monotonic() + timeout_s
+    if any(s.name == "kafka" for s in supervised):
+        supervisor.start_program("kafka")
+        _wait(supervisor, [s for s in supervised if s.name == "kafka"], deadline)
+    elif any(s.needs_kafka for s in supervised):
+        _wait_for_external_kafka(kafka_servers, deadline)
+    rest = [s for s in supervised if s.name != "kafka"]
+    for service in rest:
+        supervisor.start_program(service.name)
+    _wait(supervisor, rest, deadline)
+    return status()
+
+
+def _wait_for_external_kafka(servers: str, deadline: float) -> None:
+    while not broker.answers_metadata(servers, timeout_s=2.0):
+        if time.monotonic() > deadline:
+            raise StackError(f"Kafka does not answer on {servers}; its clients were not started")
+        time.sleep(1.0)
+
+
+def _wait(supervisor: Supervisor, services: list[Service], deadline: float) -> None:
+    """Until each service answers its health check; fail fast when supervisord gives one up (FATAL)."""
+    waiting = {s.name: s for s in services}
+    reported = time.monotonic()
+    while waiting:
+        for name, service in list(waiting.items()):
+            if healthy(service):
+                print(f"  {name} answers")
+                del waiting[name]
+        if not waiting:
+            return
+        states = supervisor.processes()
+        for name in waiting:
+            if states.get(name, {}).get("statename") == "FATAL":
+                log = supervisor.paths.log_dir / f"{name}.log"
+                raise StackError(f"{name} failed to start {supervisor_retries()} times; last lines of {log}:\n"
+                                 f"{tail(log)}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{', '.join(waiting)} did not answer in time; see {supervisor.paths.log_dir}/")
+        if time.monotonic() - reported > 30:
+            print(f"  still waiting for {', '.join(waiting)} (a first start trains models; logs in "
+                  f"{supervisor.paths.log_dir}/)", flush=True)
+            reported = time.monotonic()
+        time.sleep(0.5)
+
+
+def supervisor_retries() -> int:
+    from infra.supervisor import START_RETRIES
+
+    return START_RETRIES
+
+
+def down(timeout_s: float = 120.0) -> int:
+    paths = _paths()
+    supervisor = Supervisor(paths)
+    pid = supervisor.pid()
+    if supervisor.shutdown(timeout_s):
+        print(f"supervisord (pid {pid}) and its services stopped")
+    if broker.stop(config_from_env(), timeout_s=timeout_s):
+        print("Kafka (from make kafka-up) stopped")
+    for service, process in hand_started(paths.var_dir):
+        _terminate(process, timeout_s)
+        print(f"{service.name} started by hand (pid {process}) stopped")
+    return 0
+
+
+def hand_started(var: Path) -> list[tuple[Service, int]]:
+    """Processes running a service's command for this checkout and this ``var/`` that supervisord does not own."""
+    found = []
+    services = all_services(dict(os.environ))
+    for pid in all_pids():
+        if pid == os.getpid():
+            continue
+        argv = argv_of(pid)
+        service = next((s for s in services if s.matches(argv)), None)
+        if service is not None and _belongs(pid, argv, var):
+            found.append((service, pid))
+    return found
+
+
+def _belongs(pid: int, argv: list[str], var: Path) -> bool:
+    """Whether ``pid`` runs from this checkout with ``var`` as its runtime folder."""
+    cwd = cwd_of(pid) or Path("/")
+    words = [os.path.normpath(cwd / word) for word in argv if "/" in word]
+    if any(Path(word).is_relative_to(var) for word in words):  # e.g. Kafka's server.properties, Rasa's model
+        return True
+    if not any(Path(word).is_relative_to(REPO_ROOT) for word in words[:2]) and not cwd.is_relative_to(REPO_ROOT):
+        return False
+    env = environ_of(pid)
+    own_var = Path(os.path.normpath(cwd / env["TEXTML_VAR_DIR"])) if env.get("TEXTML_VAR_DIR") else REPO_ROOT / "var"
+    return own_var.resolve() == var
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _uptime(info: dict) -> str:
+    if info.get("statename") != "RUNNING" or not info.get("start"):
+        return "-"
+    seconds = int(info["now"] - info["start"])
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def status() -> int:
+    paths = _paths()
+    supervisor = Supervisor(paths)
+    pid = supervisor.pid()
+    processes = supervisor.processes() if pid is not None and supervisor.answers() else {}
+    spawns = supervisor.spawn_counts() if processes else {}
+    print(f"supervisord {'up, pid ' + str(pid) if processes else 'down'}; logs in {paths.log_dir}/")
+    print(f"{'service':12} {'state':9} {'pid':>7} {'uptime':>9} {'restarts':>8}  health")
+    all_ok = True
+    for service in selected_services():
+        info = processes.get(service.name, {})
+        ok = healthy(service)
+        all_ok &= ok
+        state = info.get("statename", "-")
+        where = _kafka_servers() if service.health_url is None else service.health_url
+        if service.name == "kafka" and state in ("-", "STOPPED") and ok:
+            state = "external" if external_cluster(config_from_env()) else "unsupervised"
+        print(f"{service.name:12} {state:9} {info.get('pid') or '-':>7} {_uptime(info):>9} "
+              f"{max(spawns.get(service.name, 0) - 1, 0):>8}  {'up' if ok else 'down'} {where}")
+    return 0 if all_ok else 3
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.stack", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status"])
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for start or stop (default 120)")
+    parser.add_argument("--timeout", type=float, help=f"seconds to wait for start (default {START_TIMEOUT_S:.0f}) "
+                                                      "or stop (default 120)")
     args = parser.parse_args(argv)
     try:
-        return {"up": up, "down": down}.get(args.command, lambda _: status())(args.timeout)
-    except broker.BrokerError as error:
+        if args.command == "up":
+            return up(args.timeout or START_TIMEOUT_S)
+        if args.command == "down":
+            return down(args.timeout or 120.0)
+        return status()
+    except (StackError, SupervisorError, ServiceConfigError, broker.BrokerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

@@ -146,7 +146,7 @@ def _cluster_id() -> str:
 
 
 def run_foreground(config: BrokerConfig) -> None:
-    """Replace this process with the broker (for a process manager such as honcho)."""
+    """Replace this process with the broker (for a process supervisor such as supervisord)."""
     prepare_storage(config)
     command = _java_command(config, "kafka.Kafka", str(config.properties_file))
     config.pid_file.parent.mkdir(parents=True, exist_ok=True)
