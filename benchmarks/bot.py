@@ -557,6 +557,7 @@ def run_intents(args, splits, registry: Registry) -> dict:
     from apps.customer_service.launch import rasa_ready as rasa_is_ready
     from apps.customer_service.rasa_project import train
     from apps.customer_service.settings import settings_from_env
+    from apps.customer_service.tokens import rasa_token
     from core.inference.classifier import TextClassifier
 
     classifier_path = intent_model(args, splits, registry)
@@ -582,6 +583,7 @@ def run_intents(args, splits, registry: Registry) -> dict:
     env = {**os.environ, "CS_STATE_DIR": str(state), "CS_ACTIONS_PORT": str(free_port()),
            "CS_RASA_PORT": str(free_port()), "CS_INTENT_MODEL": str(classifier_path), "HF_HUB_OFFLINE": "1"}
     settings = settings_from_env(env)  # as the servers will read it: the tuned fallback threshold included
+    token = rasa_token(settings)  # Rasa's API token (/status, /model/parse); the servers read the same file
     log.info("intent fallback threshold %s (%s)", settings.intent_fallback,
              settings.threshold_sources["intent_fallback"])
     processes = []
@@ -592,12 +594,13 @@ def run_intents(args, splits, registry: Registry) -> dict:
         rasa = start_service("rasa", state / "rasa.log", env)
         processes.append(rasa)
         wait_until(lambda: actions_ready(settings.actions_url), actions, state / "actions.log", "action server", 600)
-        wait_until(lambda: rasa_is_ready(settings.rasa_url, state / "rasa.log"), rasa, state / "rasa.log", "Rasa",
-                   600)
+        wait_until(lambda: rasa_is_ready(settings.rasa_url, state / "rasa.log", token), rasa, state / "rasa.log",
+                   "Rasa", 600)
         client = httpx.Client(timeout=60)
         names, fallbacks = [], 0
         for text in test.texts:
-            parsed = client.post(f"{settings.rasa_url}/model/parse", json={"text": text}).json()
+            parsed = client.post(f"{settings.rasa_url}/model/parse", params={"token": token},
+                                 json={"text": text}).json()
             ranking = [r["name"] for r in parsed.get("intent_ranking", []) if r["name"] != "nlu_fallback"]
             fallbacks += parsed["intent"]["name"] == "nlu_fallback"
             names.append(ranking[0] if ranking else parsed["intent"]["name"])
@@ -742,6 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines show URLs: Rasa's token is in them
     splits = datasets.banking77()
     registry = Registry()
     for part in args.parts:

@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request's URL at INFO, and Rasa's API token travels in the URL (?token=)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except (ValueError, OSError, RuntimeError) as error:

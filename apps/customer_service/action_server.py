@@ -7,11 +7,19 @@ re-ranker and the intent model once, and serves:
 * ``POST /intents`` ``{"texts": [...], "n": 10}`` -> ``{"model": ..., "rankings": [[{"name", "confidence"}]]}``:
   what the Rasa NLU component ``CoreIntentClassifier`` asks (Rasa itself runs on Python 3.10 without torch);
 * ``GET /`` : the web chat page, which talks to the Rasa server's REST channel.
+
+Every route but ``GET /`` and ``GET /health`` needs the action server token (``CS_ACTIONS_TOKEN``
+or ``<state>/secrets/actions_token``) as ``Authorization: Bearer TOKEN``: Rasa sends it
+(``endpoints.yml``), and so does the Rasa component that calls ``/intents``. Other requests get
+401. CORS allows only the web chat page's origins (``CS_WEB_ORIGINS``). Log records are masked
+(``install_masking``: every logger, Sanic's and rasa-sdk's included).
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from apps.customer_service.actions import make_actions
@@ -20,10 +28,12 @@ from apps.customer_service.masking import install_masking
 from apps.customer_service.retrieval import IndexHolder, Retriever
 from apps.customer_service.settings import APP_DIR, BotSettings
 from apps.customer_service.tickets import TicketStore
+from apps.customer_service.tokens import actions_token
 
 log = logging.getLogger(__name__)
 WEB_PAGE = APP_DIR / "web" / "index.html"
 MAX_INTENT_TEXTS = 256
+OPEN_PATHS = frozenset({"/", "/health"})  # everything else needs the token, routes added later included
 
 
 @dataclass
@@ -66,15 +76,33 @@ def load_services(settings: BotSettings) -> Services:
     return Services(retriever, TicketStore(settings.tickets_db), intents)
 
 
-def build_app(services: Services, rasa_url: str):
+def bearer_matches(authorization: str | None, token: str) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (compared in constant time)."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def build_app(services: Services, rasa_url: str, token: str, cors_origins: Sequence[str]):
+    """The Sanic app: rasa-sdk's endpoint, ``/intents`` and the web page, behind the token check."""
     from rasa_sdk.endpoint import create_app
     from rasa_sdk.executor import ActionExecutor
     from sanic import response
 
+    if not token:
+        raise ValueError("the action server token is empty; expected the token Rasa sends (tokens.actions_token)")
     executor = ActionExecutor()
     for action in make_actions(services.retriever, services.tickets):
         executor.register_action(action)
-    app = create_app(executor, cors_origins="*")
+    app = create_app(executor, cors_origins=list(cors_origins))
+
+    @app.on_request
+    async def require_token(request):
+        # registered after rasa-sdk's CORS middleware, which answers preflight OPTIONS requests first
+        if request.path in OPEN_PATHS or bearer_matches(request.headers.get("authorization"), token):
+            return None
+        return response.json({"error": "this endpoint needs the action server token as `Authorization: Bearer "
+                                       "TOKEN` (CS_ACTIONS_TOKEN or <state>/secrets/actions_token)"},
+                             status=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.post("/intents")
     async def intents(request):
@@ -108,7 +136,7 @@ def serve(settings: BotSettings) -> None:
     logging.getLogger().setLevel(logging.INFO)
     install_masking()
     services = load_services(settings)
-    app = build_app(services, settings.rasa_url)
+    app = build_app(services, settings.rasa_url, actions_token(settings), settings.cors_origins)
     log.info("action server listening on %s (web chat at %s/)", settings.actions_url, settings.actions_url)
     app.run(host=settings.actions_host, port=settings.actions_port, single_process=True, access_log=False,
             motd=False)

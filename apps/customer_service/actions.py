@@ -17,7 +17,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from apps.customer_service.kb_index import KbIndexError
-from apps.customer_service.masking import mask_pii
+from apps.customer_service.masking import has_masked_number, mask_pii
 from apps.customer_service.retrieval import Retriever
 from apps.customer_service.tickets import TicketStore
 
@@ -29,7 +29,8 @@ CANNOT_ANSWER = ("I can't look that up right now. I can pass you to a member of 
 
 
 def transcript(tracker: Tracker) -> list[dict]:
-    """The conversation so far as ``[{"speaker": "user"|"bot", "text": ...}]`` (unmasked; the store masks)."""
+    """The conversation so far as ``[{"speaker": "user"|"bot", "text": ...}]`` (user texts arrive masked by
+    Rasa's channels; the ticket store masks every text again)."""
     turns = []
     for event in tracker.events:
         if event.get("event") in ("user", "bot") and event.get("text"):
@@ -143,7 +144,9 @@ class ValidateLostCardForm(FormValidationAction):
                             domain: dict) -> dict[str, Any]:
         text = str(value or "")
         digits = re.sub(r"\D", "", text)
-        if len(digits) > 4:
+        # Rasa's channels mask a full card number before it gets here ("[CARD ****1111]", or "[NUMBER]"
+        # when it fails the Luhn check): its last four digits must not pass for the answer
+        if len(digits) > 4 or has_masked_number(text):
             dispatcher.utter_message(text="Please send only the last four digits. Never share your full card "
                                           "number in a chat.")
             return {"card_last4": None}

@@ -35,7 +35,7 @@ def chat(rasa_url: str, sender: str | None = None) -> None:
             messages = send(rasa_url, sender, line[:MAX_CHARS])
         except httpx.HTTPError as error:
             print(f"bot> (the bot at {rasa_url} is not reachable: {error}; start it with "
-                  "`python -m apps.customer_service serve`)")
+                  "`python -m apps.customer_service rasa`)")
             continue
         for message in messages or [{"text": "(no answer)"}]:
             if message.get("text"):

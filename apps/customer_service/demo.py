@@ -15,6 +15,7 @@ from apps.customer_service.chat import send
 from apps.customer_service.launch import actions_ready, rasa_ready, start_service, stop_service, wait_until
 from apps.customer_service.rasa_project import assemble, needs_training, train
 from apps.customer_service.settings import BotSettings
+from apps.customer_service.tokens import rasa_token
 
 SCRIPT = (
     "hello",
@@ -41,16 +42,17 @@ def run_demo(settings: BotSettings, print_fn=print) -> None:
     env = {**os.environ, "CS_STATE_DIR": str(settings.state_dir), "CS_ACTIONS_PORT": str(settings.actions_port),
            "CS_RASA_PORT": str(settings.rasa_port)}
     logs = settings.state_dir / "logs"
+    token = rasa_token(settings)  # the servers started here read the same one (same state folder)
     started: list[subprocess.Popen] = []
     try:
         if not actions_ready(settings.actions_url):
             started.append(start_service("actions", logs / "actions.log", env))
             wait_until(lambda: actions_ready(settings.actions_url), started[-1], logs / "actions.log",
                        "action server")
-        if not rasa_ready(settings.rasa_url, logs / "none.log"):
+        if not rasa_ready(settings.rasa_url, logs / "none.log", token):
             started.append(start_service("rasa", logs / "rasa.log", env))
-            wait_until(lambda: rasa_ready(settings.rasa_url, logs / "rasa.log"), started[-1], logs / "rasa.log",
-                       "Rasa server")
+            wait_until(lambda: rasa_ready(settings.rasa_url, logs / "rasa.log", token), started[-1],
+                       logs / "rasa.log", "Rasa server")
         sender = f"demo-{uuid.uuid4().hex[:6]}"
         for line in SCRIPT:
             print_fn(f"customer> {line}")

@@ -4,7 +4,11 @@ Rasa is ready when its agent is loaded: it logs "Rasa server is up and running" 
 but in Rasa 3.6 under Sanic 21 that logger is disabled by Sanic's logging set-up, so the line may
 never reach the log. ``GET /status`` answers 409 until the agent is loaded and 200 after, the
 same moment, so :func:`rasa_ready` accepts either signal. An open port is not enough: Rasa
-listens long before the model is loaded.
+listens long before the model is loaded. ``/status`` is part of Rasa's HTTP API, so it needs the
+API token; Rasa 3.6 takes it only as the ``token`` query parameter (``Authorization: Bearer`` is
+for JWTs). It checks the token before the agent: a wrong token gets 401 at once, which
+:func:`rasa_ready` reports instead of waiting. ``GET /`` ("Hello from Rasa") needs no token: an
+outside health check can use it.
 """
 
 from __future__ import annotations
@@ -65,13 +69,21 @@ def wait_until(ready: Callable[[], bool], process: subprocess.Popen, log: Path, 
                             f"{log.read_text(errors='replace')[-3000:]}")
 
 
-def rasa_ready(url: str, log: Path) -> bool:
+def rasa_ready(url: str, log: Path, token: str) -> bool:
+    """Whether the Rasa server at ``url`` has loaded its agent (``token``: its API token).
+
+    Raises :class:`ServiceStartError` when the server refuses the token (another server, another token).
+    """
     if log.is_file() and UP_AND_RUNNING in log.read_text(errors="replace"):
         return True
     try:
-        return httpx.get(f"{url}/status", timeout=2).status_code == 200
+        status = httpx.get(f"{url}/status", params={"token": token}, timeout=2).status_code
     except httpx.HTTPError:
         return False
+    if status in (401, 403):
+        raise ServiceStartError(f"the Rasa server at {url} refuses the API token (HTTP {status}): it runs with "
+                                "another CS_RASA_TOKEN or state folder (<state>/secrets/rasa_token)")
+    return status == 200
 
 
 def actions_ready(url: str) -> bool:

@@ -12,10 +12,18 @@ the knowledge base stays the one source of truth:
 the project folder, so conversations survive re-assembly, re-training and restarts), and
 ``config.yml`` the FallbackClassifier threshold of the settings (tuned on dev for the configured
 intent model when ``make bench-bot`` has tuned one, see ``tuning.py``).
+
+Secure by default (``server_command`` and ``environment``): Rasa listens on ``CS_RASA_HOST``
+(loopback), its HTTP API needs the token (``tokens.rasa_token``; ``GET /`` and the channels stay
+open), CORS allows only the web chat page's origin, and the channels mask personal data
+(``rasa/channels/masked.py``). The tokens reach Rasa through its environment, never the project
+files: ``endpoints.yml`` says ``${CS_ACTIONS_TOKEN}``, and ``start_rasa.py`` hands ``CS_RASA_TOKEN``
+to ``rasa run`` inside the process, so it does not show in ``ps``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +31,8 @@ from pathlib import Path
 import yaml
 
 from apps.customer_service.knowledge_base import KbDocument, load_knowledge_base
-from apps.customer_service.settings import APP_DIR, BotSettings
+from apps.customer_service.settings import APP_DIR, REPO_ROOT, BotSettings
+from apps.customer_service.tokens import actions_token, rasa_token
 from infra.rasa import rasa_environment, rasa_executable
 
 TEMPLATE = APP_DIR / "rasa"
@@ -96,10 +105,15 @@ def trained_config(settings: BotSettings) -> Path:
 
 
 def environment(settings: BotSettings, project: Path) -> dict[str, str]:
-    """Rasa's subprocess environment: its own venv, the project folder importable (custom component)."""
+    """Rasa's subprocess environment: its own venv; the project folder (custom component, channels,
+    launcher) and the repository (``apps.customer_service.masking``) importable; the tokens and the web
+    origins (creates missing token files, see ``tokens.py``)."""
     env = rasa_environment()
-    env["PYTHONPATH"] = str(project)
+    env["PYTHONPATH"] = os.pathsep.join([str(project), str(REPO_ROOT)])
     env["CS_INTENTS_URL"] = f"{settings.actions_url}/intents"
+    env["CS_ACTIONS_TOKEN"] = actions_token(settings)
+    env["CS_RASA_TOKEN"] = rasa_token(settings)
+    env["CS_WEB_ORIGINS"] = ",".join(settings.cors_origins)
     env.pop("VIRTUAL_ENV", None)
     return env
 
@@ -124,7 +138,12 @@ def train(settings: BotSettings, config: Path | None = None, timeout: float = 18
 
 
 def server_command(settings: BotSettings) -> list[str]:
-    """``rasa run`` with the API, CORS for the web page, REST + socket.io, the trained model."""
-    return [str(rasa_executable()), "run", "--enable-api", "--cors", "*", "--port", str(settings.rasa_port),
-            "--model", str(model_path(settings)), "--endpoints", "endpoints.yml", "--credentials",
-            "credentials.yml"]
+    """``rasa run`` on ``CS_RASA_HOST`` with the API (token from the environment, see ``start_rasa.py``),
+    CORS for the web page's origin only, the masking REST + socket.io channels, the trained model.
+
+    Runs from the assembled project folder with :func:`environment`.
+    """
+    python = rasa_executable().with_name("python")
+    return [str(python), "-m", "start_rasa", "run", "--enable-api", "--interface", settings.rasa_host,
+            "--port", str(settings.rasa_port), "--cors", *settings.cors_origins, "--model", str(model_path(settings)),
+            "--endpoints", "endpoints.yml", "--credentials", "credentials.yml"]

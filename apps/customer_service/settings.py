@@ -8,15 +8,29 @@
 | ``CS_RERANKER`` | registry ``kb-reranker`` (production) if saved, else none; ``none`` turns it off | re-ranker |
 | ``CS_INTENT_MODEL`` | registry ``intent-banking77`` (production) if saved, else ``retrieval`` | intent model |
 | ``CS_ACTIONS_PORT`` / ``CS_RASA_PORT`` | ``5055`` / ``5005`` | action server / Rasa server ports |
+| ``CS_ACTIONS_HOST`` / ``CS_RASA_HOST`` | ``127.0.0.1`` / ``127.0.0.1`` | interfaces they listen on (loopback) |
+| ``CS_RASA_TOKEN`` | generated: ``<state>/secrets/rasa_token`` | Rasa HTTP API token (``?token=``) |
+| ``CS_ACTIONS_TOKEN`` | generated: ``<state>/secrets/actions_token`` | token Rasa sends the action server |
+| ``CS_WEB_ORIGINS`` | ``http://127.0.0.1:<actions port>``, ``http://localhost:...`` | CORS origins, comma-separated |
 | ``CS_TUNED_FILE`` | ``$TEXTML_VAR_DIR/customer_service/tuned.json`` | thresholds tuned on dev (``tuning.py``) |
 | ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | tuned, else ``RetrievalConfig`` | thresholds on the final score |
 | ``CS_FALLBACK_THRESHOLD`` | tuned, else ``0.35`` | intent confidence below which Rasa predicts ``nlu_fallback`` |
 | ``CS_INFERENCE_THREADS`` | ``1`` | torch threads in the action server (one query at a time: 1 is fastest) |
+
+Both servers listen on loopback by default: put a proxy in front to expose them. Rasa's HTTP API
+(``/status``, ``/conversations/...``, ``/model/...``) needs its token; its channels (REST,
+socket.io) and ``GET /`` do not. The action server needs its token (``Authorization: Bearer``)
+on everything but ``GET /`` (the web chat page) and ``GET /health``. Tokens given in the
+environment must be at least 16 URL-safe characters (``A-Z a-z 0-9 - _ . ~``); ``tokens.py``
+generates the others into files of mode 0600 (``cat var/customer_service/secrets/rasa_token``).
+Error messages never show a token. ``CS_WEB_ORIGINS`` defaults to the origins of the web chat
+page, which the action server serves; ``*`` allows any.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,7 +53,12 @@ class BotSettings:
     intent_model: str = "retrieval"  # "retrieval" (nearest KB passage's intent) or a classifier artifact folder
     actions_host: str = "127.0.0.1"
     actions_port: int = 5055
+    rasa_host: str = "127.0.0.1"
     rasa_port: int = 5005
+    web_origins: tuple[str, ...] = ()  # empty: the web chat page's own origin (see cors_origins)
+    # from CS_RASA_TOKEN / CS_ACTIONS_TOKEN; None: generated into secrets_dir (tokens.py). Never in repr.
+    rasa_token: str | None = field(default=None, repr=False)
+    actions_token: str | None = field(default=None, repr=False)
     inference_threads: int = 1  # one short text per request: extra threads only add OpenMP spin-waiting
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     # FallbackClassifier threshold written into the assembled Rasa config. The default suits the
@@ -62,12 +81,42 @@ class BotSettings:
         return self.state_dir / "rasa"
 
     @property
+    def secrets_dir(self) -> Path:
+        """Generated tokens (mode 0700 folder, 0600 files)."""
+        return self.state_dir / "secrets"
+
+    @property
+    def rasa_token_file(self) -> Path:
+        return self.secrets_dir / "rasa_token"
+
+    @property
+    def actions_token_file(self) -> Path:
+        return self.secrets_dir / "actions_token"
+
+    @property
     def rasa_url(self) -> str:
-        return f"http://127.0.0.1:{self.rasa_port}"
+        return f"http://{_url_host(self.rasa_host)}:{self.rasa_port}"
 
     @property
     def actions_url(self) -> str:
-        return f"http://{self.actions_host}:{self.actions_port}"
+        return f"http://{_url_host(self.actions_host)}:{self.actions_port}"
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """Origins allowed to call the servers from a browser: ``web_origins``, else the web chat page's own."""
+        if self.web_origins:
+            return self.web_origins
+        return tuple(dict.fromkeys((self.actions_url, f"http://127.0.0.1:{self.actions_port}",
+                                    f"http://localhost:{self.actions_port}")))
+
+
+def _url_host(host: str) -> str:
+    """How a client on this machine reaches a server bound to ``host`` (a wildcard bind: loopback)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def _registry_model(registry: Registry, name: str) -> str | None:
@@ -89,8 +138,13 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         embedder=env.get("CS_EMBEDDER") or _registry_model(registry, EMBEDDER_NAME) or DEFAULT_EMBEDDER,
         reranker=None if reranker in (None, "", "none") else reranker,
         intent_model=env.get("CS_INTENT_MODEL") or _registry_model(registry, INTENT_NAME) or "retrieval",
+        actions_host=_host(env, "CS_ACTIONS_HOST"),
         actions_port=_port(env, "CS_ACTIONS_PORT", 5055),
+        rasa_host=_host(env, "CS_RASA_HOST"),
         rasa_port=_port(env, "CS_RASA_PORT", 5005),
+        web_origins=_origins(env.get("CS_WEB_ORIGINS", "")),
+        rasa_token=_token(env, "CS_RASA_TOKEN"),
+        actions_token=_token(env, "CS_ACTIONS_TOKEN"),
         inference_threads=_threads(env.get("CS_INFERENCE_THREADS", "1")),
     )
     settings = apply_tuned(settings, tuned_file(env, var_dir))
@@ -117,6 +171,41 @@ def _port(env: dict[str, str], name: str, default: int) -> int:
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"{name}={value!r} is not a TCP port; expected an integer 1..65535")
     return int(value)
+
+
+HOST = re.compile(r"[A-Za-z0-9.:-]+")
+ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::\d{1,5})?")
+TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
+
+
+def _host(env: dict[str, str], name: str) -> str:
+    value = env.get(name) or "127.0.0.1"
+    if not HOST.fullmatch(value):
+        raise ValueError(f"{name}={value!r} is not a host to listen on; expected an IP address or host name, "
+                         "e.g. 127.0.0.1 (loopback, the default) or 0.0.0.0 (every interface)")
+    return value
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    for origin in origins:
+        if origin != "*" and not ORIGIN.fullmatch(origin):
+            raise ValueError(f"CS_WEB_ORIGINS names {origin!r}, which is not an origin; expected scheme://host[:port] "
+                             "without a path, comma-separated, e.g. http://127.0.0.1:5055,https://chat.example.com "
+                             "(or * for any origin)")
+    return origins
+
+
+def _token(env: dict[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if not value:
+        return None
+    if not TOKEN.fullmatch(value):  # the message leaves the value out: it is a secret
+        raise ValueError(f"{name} is not a usable token ({len(value)} characters); expected at least 16 URL-safe "
+                         "characters (A-Z a-z 0-9 - _ . ~), e.g. from "
+                         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or unset it to have "
+                         "one generated")
+    return value
 
 
 def _threads(value: str) -> int:

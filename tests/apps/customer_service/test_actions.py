@@ -84,6 +84,10 @@ def test_lost_card_form_validation() -> None:
     assert form.validate_card_last4("4111 1111 1111 1111", dispatcher, track, {}) == {"card_last4": None}
     assert "Never share your full card number" in dispatcher.messages[-1]["text"]
     assert form.validate_card_last4("12", dispatcher, track, {}) == {"card_last4": None}
+    # what the form gets from Rasa's masking channels: the masked number's last four must not pass
+    for masked in ("[CARD ****1111]", "it is [CARD ****1111]", "[NUMBER]"):
+        assert form.validate_card_last4(masked, dispatcher, track, {}) == {"card_last4": None}
+        assert "Please send only the last four digits" in dispatcher.messages[-1]["text"]
     assert form.validate_lost_when("yesterday evening", dispatcher, track, {}) == {"lost_when": "yesterday evening"}
     assert form.validate_lost_when("???", dispatcher, track, {}) == {"lost_when": None}
     assert form.validate_lost_card_confirm(True, dispatcher, track, {}) == {"lost_card_confirm": True}

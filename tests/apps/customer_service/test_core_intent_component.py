@@ -2,6 +2,8 @@
 
 The component runs in .venv-rasa (Rasa 3.6); a small standard-library HTTP server stands in for the
 action server's ``/intents`` with fixed rankings, so the test checks the routing rules, not a model.
+Like the action server, it answers 401 without the token (``CS_ACTIONS_TOKEN``), so "up" also shows
+that the component sends it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from infra.rasa import rasa_environment, rasa_executable
 pytestmark = pytest.mark.rasa
 
 SCRIPT = r"""
-import json, sys, threading
+import json, os, sys, threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from components.core_intent import CoreIntentClassifier
 from rasa.shared.nlu.training_data.message import Message
@@ -27,6 +29,11 @@ RANKINGS = {"goodbye": 0.857, "Can you tell me the foreign exchange rate?": 0.99
 
 class Intents(BaseHTTPRequestHandler):
     def do_POST(self):
+        if self.headers.get("Authorization") != "Bearer " + os.environ["CS_ACTIONS_TOKEN"]:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         texts = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["texts"]
         body = {"rankings": [[{"name": "exchange_rate", "confidence": RANKINGS[t]},
                               {"name": "card_arrival", "confidence": 0.001}] for t in texts]}
@@ -60,6 +67,7 @@ print(json.dumps(results))
 def test_small_talk_overrides_empty_text_and_service_down() -> None:
     env = rasa_environment()
     env.pop("CS_INTENTS_URL", None)
+    env["CS_ACTIONS_TOKEN"] = "test-token-0123456789"
     env["PYTHONPATH"] = str(TEMPLATE)
     python = rasa_executable().with_name("python")
     result = subprocess.run([str(python), "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)

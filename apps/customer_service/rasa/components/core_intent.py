@@ -2,7 +2,9 @@
 
 Runs inside the Rasa server (Python 3.10, Rasa 3.6), which has no torch, so the model stays in the
 project's process and this component calls it over HTTP (``POST /intents`` on the action server,
-``CS_INTENTS_URL`` or the ``url`` option). Standard library only.
+``CS_INTENTS_URL`` or the ``url`` option). Standard library only. The action server accepts only
+calls with its token: the component sends ``Authorization: Bearer $CS_ACTIONS_TOKEN``
+(``rasa_project.environment()`` puts the token into the Rasa process's environment).
 
 * Small talk that Rasa's own classifier is sure about (``keep_intents`` at ``keep_threshold`` or
   above) is left alone unless core's model is even surer of a banking intent (``override_threshold``:
@@ -57,6 +59,8 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
     def __init__(self, config: Dict[Text, Any]) -> None:
         self.component_config = {**self.get_default_config(), **config}
         self.url = os.environ.get("CS_INTENTS_URL") or self.component_config["url"]
+        token = os.environ.get("CS_ACTIONS_TOKEN")
+        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
         self.keep = set(self.component_config["keep_intents"])
 
     @classmethod
@@ -100,7 +104,7 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
 
     def _ask(self, texts: List[Text]) -> Optional[List[List[Dict[Text, Any]]]]:
         body = json.dumps({"texts": texts, "n": self.component_config["ranking_length"]}).encode("utf-8")
-        request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(self.url, data=body, headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.component_config["timeout"]) as response:
                 rankings = json.loads(response.read().decode("utf-8"))["rankings"]
