@@ -5,7 +5,8 @@ on a 2-core machine that CPU is taken from the server being measured. Like ``wrk
 sends pre-encoded requests over keep-alive connections from one asyncio loop and parses only the
 status line and ``Content-Length``, so nearly all the measured time is the server's.
 
-    latencies, seconds = run_load("127.0.0.1", 8000, "/recommend", bodies, concurrency=8)
+    latencies, seconds = run_load("127.0.0.1", 8000, "/recommend", bodies, concurrency=8,
+                                  headers={"X-API-Key": key})
 
 Each of ``concurrency`` connections sends its next request as soon as the previous response is in
 (closed loop); a latency is from the first byte written to the last byte of the response read.
@@ -17,17 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class LoadError(RuntimeError):
     """The server answered a load request with something other than 200 OK."""
 
 
-def encode_post(host: str, port: int, path: str, body: object) -> bytes:
-    """One keep-alive ``POST path`` with a JSON body, ready to write to the socket."""
+def encode_post(host: str, port: int, path: str, body: object, headers: Mapping[str, str] | None = None) -> bytes:
+    """One keep-alive ``POST path`` with a JSON body and any extra ``headers``, ready to write to the socket."""
     payload = json.dumps(body, separators=(",", ":")).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n{extra}"
             f"Content-Length: {len(payload)}\r\nConnection: keep-alive\r\n\r\n")
     return head.encode() + payload
 
@@ -69,13 +71,14 @@ async def _run(host: str, port: int, requests: Sequence[bytes], concurrency: int
     return latencies, time.perf_counter() - started
 
 
-def run_load(host: str, port: int, path: str, bodies: Sequence[object],
-             concurrency: int = 8) -> tuple[list[float], float]:
-    """POST each of ``bodies`` (JSON) to ``path`` over ``concurrency`` connections.
+def run_load(host: str, port: int, path: str, bodies: Sequence[object], concurrency: int = 8,
+             headers: Mapping[str, str] | None = None) -> tuple[list[float], float]:
+    """POST each of ``bodies`` (JSON) to ``path`` over ``concurrency`` connections, with ``headers``
+    (such as ``{"X-API-Key": key}``) on every request.
 
     Returns the per-request latencies in seconds and the wall time of the whole run.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency={concurrency!r}; expected an integer >= 1")
-    requests = [encode_post(host, port, path, body) for body in bodies]
+    requests = [encode_post(host, port, path, body, headers) for body in bodies]
     return asyncio.run(_run(host, port, requests, concurrency))

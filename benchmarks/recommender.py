@@ -460,18 +460,25 @@ def speed_at(n: int, args: argparse.Namespace, workdir: Path) -> dict:
 
 def http_speed(store: Path, requests: list[list[str]], port: int, workers: int) -> dict:
     """p50/p99 latency and requests/s of ``serve --workers workers`` with 8 concurrent clients; and whether an
-    item upserted over HTTP is returned by the next requests (whichever worker serves them)."""
+    item upserted over HTTP is returned by the next requests (whichever worker serves them).
+
+    The server checks an API key on every request, as in production: the benchmark makes one in a keys file
+    of its own next to the store, with a rate far above what it sends (the limiter counts, never refuses)."""
     import subprocess
     import sys
 
     import httpx
 
+    from apps.recommender.keys import KeyStore
     from benchmarks.http_load import run_load
 
+    keys_file = store.parent / f"{store.name}-api_keys.json"
+    key = KeyStore(keys_file).create(f"bench-{workers}-{port}", rate_per_minute=10**9)[1]
+    headers = {"X-API-Key": key}
     env = {**os.environ, "TEXTML_NUM_THREADS": os.environ.get("TEXTML_NUM_THREADS", "1")}
     server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(store), "--embedder",
-                               "hashing:384", "--log-level", "WARNING", "serve", "--port", str(port),
-                               "--workers", str(workers)], env=env)
+                               "hashing:384", "--keys-file", str(keys_file), "--log-level", "WARNING", "serve",
+                               "--port", str(port), "--workers", str(workers)], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -484,9 +491,9 @@ def http_speed(store: Path, requests: list[list[str]], port: int, workers: int) 
         # the load comes from a lean keep-alive client (benchmarks.http_load): httpx would take about as much
         # CPU per request as the handler, from the same 2 cores
         bodies = [{"history": history, "k": 10} for history in requests]
-        run_load("127.0.0.1", port, "/recommend", bodies[: 16 * workers], concurrency=8)  # warm-up
-        latencies, seconds = run_load("127.0.0.1", port, "/recommend", bodies, concurrency=8)
-        with httpx.Client(base_url=url, timeout=30) as http:
+        run_load("127.0.0.1", port, "/recommend", bodies[: 16 * workers], concurrency=8, headers=headers)  # warm-up
+        latencies, seconds = run_load("127.0.0.1", port, "/recommend", bodies, concurrency=8, headers=headers)
+        with httpx.Client(base_url=url, timeout=30, headers=headers) as http:
             http.post("/items", json={"items": [{"id": f"http-fresh-{workers}", "title": "qqzx gadget",
                                                   "text": "qqzx"}]}).raise_for_status()
             visible = all(http.post("/recommend", json={"history": [], "query": "qqzx gadget", "k": 1}).json()

@@ -10,5 +10,6 @@ Modules, in the order a request meets them:
   ``ranking``: candidates and features;
   ``ranker``: the learned linear combination; ``diversity``: MMR; ``explain``: one reason per item;
 * ``recommender``: the ``Recommender`` product code calls; ``api``/``schemas``/``client``: HTTP;
-  ``cli``: ``python -m apps.recommender``.
+  ``auth``: the API key and rate-limit check of every HTTP route but ``/health``; ``keys``: the hashed
+  key store behind ``python -m apps.recommender keys``; ``cli``: ``python -m apps.recommender``.
 """

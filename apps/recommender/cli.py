@@ -1,7 +1,9 @@
-"""``python -m apps.recommender``: serve, load, recommend, and the demo.
+"""``python -m apps.recommender``: serve, load, recommend, the demo, and the HTTP API's keys.
 
 Every command works on the store folder ``--store`` (default ``TEXTML_RECOMMENDER_DIR`` or
-``var/recommender``): the SQLite catalog, the index snapshot and the learned ranker.
+``var/recommender``): the SQLite catalog, the index snapshot and the learned ranker. ``serve`` and
+``keys`` use the API keys file ``--keys-file`` (default ``TEXTML_RECOMMENDER_API_KEYS_FILE`` or
+``$TEXTML_VAR_DIR/recommender/api_keys.json``); requests send a key in the ``X-API-Key`` header.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from apps.recommender.catalog import read_interactions
-from apps.recommender.config import RecommenderConfig, config_from_env
+from apps.recommender.config import RecommenderConfig, api_keys_from_env, config_from_env
 from apps.recommender.filters import RequestError
 from apps.recommender.items import ItemValidationError
+from apps.recommender.keys import KeyStore
 from apps.recommender.recommender import ItemNotFoundError, Recommendations, Recommender
 from core.data.tables import DataError
 
@@ -26,7 +29,8 @@ DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
 
 
 def _config(args: argparse.Namespace) -> RecommenderConfig:
-    return config_from_env(store_dir=args.store, embedder=args.embedder, device=args.device)
+    return config_from_env(store_dir=args.store, embedder=args.embedder, device=args.device,
+                           api_keys=api_keys_from_env(args.keys_file))
 
 
 def _print(result: Recommendations, as_json: bool) -> None:
@@ -71,7 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: --workers {args.workers}; expected 1 or more", file=sys.stderr)
         return 2
     if args.workers == 1:
-        uvicorn.run(create_app(factory=factory), host=args.host, port=args.port, log_level=args.log_level.lower())
+        uvicorn.run(create_app(factory=factory, api_keys=config.api_keys), host=args.host, port=args.port,
+                    log_level=args.log_level.lower())
         return 0
     # One process accepts and hands each connection to the least-busy worker (see apps.recommender.handoff);
     # each worker loads the store and catches up with the others' writes per request (see Recommender.sync).
@@ -157,6 +162,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    settings = api_keys_from_env(args.keys_file)
+    record, key = KeyStore(settings.keys_file).create(args.name, args.rate)
+    rate = record.rate_per_minute or f"the server's default, {settings.rate_per_minute}"
+    # the key alone on stdout (KEY=$(python -m apps.recommender keys create NAME)); the rest for the person
+    print(f"created API key {record.id} for {record.name!r} ({rate} requests per minute) in "
+          f"{settings.keys_file}.\nThis is the only time the key is shown; send it in the X-API-Key header:",
+          file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    settings = api_keys_from_env(args.keys_file)
+    records = KeyStore(settings.keys_file).list()
+    if args.json:
+        print(json.dumps([{k: v for k, v in asdict(r).items() if k != "sha256"} for r in records], indent=2))
+        return 0
+    if not records:
+        print(f"no API keys in {settings.keys_file}; create one with `python -m apps.recommender keys create NAME`")
+        return 0
+    print(f"{'id':<9} {'name':<24} {'created':<26} {'revoked':<26} rate/min")
+    for r in records:
+        rate = str(r.rate_per_minute) if r.rate_per_minute else f"{settings.rate_per_minute} (default)"
+        print(f"{r.id:<9} {r.name:<24} {r.created:<26} {r.revoked or '-':<26} {rate}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    store = KeyStore(api_keys_from_env(args.keys_file).keys_file)
+    record = store.revoke(args.id)
+    print(f"API key {record.id} ({record.name!r}) is revoked since {record.revoked}; "
+          "running servers refuse it from their next request")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m apps.recommender", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embedder: model reference or artifact folder, 'hashing' for the model-free encoder; "
                              "default: registry production 'recommender-embedder', else all-MiniLM-L6-v2")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1; default: CUDA when present")
+    parser.add_argument("--keys-file", type=Path, default=None,
+                        help="the HTTP API's keys (hashed); default TEXTML_RECOMMENDER_API_KEYS_FILE or "
+                             "$TEXTML_VAR_DIR/recommender/api_keys.json (TEXTML_VAR_DIR: var/)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -209,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the shipped demo catalog and print recommendations with explanations")
     demo.add_argument("--k", type=int, default=5, help="results per user (default 5)")
     demo.set_defaults(func=cmd_demo)
+
+    keys = sub.add_parser("keys", help="create, list and revoke the HTTP API's keys (X-API-Key header)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="make a key and print it, once (only its hash is kept)")
+    create.add_argument("name", help="who or what uses the key, such as shop-frontend (unique among active keys)")
+    create.add_argument("--rate", type=int, default=None,
+                        help="requests per minute for this key (default: the server's, "
+                             "TEXTML_RECOMMENDER_RATE_PER_MINUTE or 6000)")
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys_sub.add_parser("list", help="id, name, created, revoked and rate of every key (never the key)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id; running servers refuse it at once")
+    revoke.add_argument("id", help="the key's id, from `keys list` (8 hex characters)")
+    revoke.set_defaults(func=cmd_keys_revoke)
     return parser
 
 

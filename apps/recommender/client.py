@@ -1,4 +1,8 @@
-"""A small typed client for the HTTP API (httpx); errors carry the server's status and reason."""
+"""A small typed client for the HTTP API (httpx); errors carry the server's status and reason.
+
+The client sends ``api_key`` in the ``X-API-Key`` header; it does not read the environment (a
+library takes its settings as arguments: a CLI or a script may read a key from where it likes).
+"""
 
 from __future__ import annotations
 
@@ -17,19 +21,26 @@ from apps.recommender.schemas import (
 
 
 class RecommenderClientError(RuntimeError):
-    """The server refused a request; ``status`` is the HTTP status, the message its reason."""
+    """The server refused a request; ``status`` is the HTTP status (401: no valid key, 429: over the key's
+    rate), the message its reason; ``retry_after`` the seconds the server asked to wait (429), else None."""
 
-    def __init__(self, status: int, detail: Any) -> None:
+    def __init__(self, status: int, detail: Any, retry_after: int | None = None) -> None:
         self.status = status
         self.detail = detail
-        super().__init__(f"HTTP {status}: {detail}")
+        self.retry_after = retry_after
+        super().__init__(f"HTTP {status}: {detail}" + (f" (retry after {retry_after} s)" if retry_after else ""))
 
 
 class RecommenderClient:
-    """``RecommenderClient("http://127.0.0.1:8300").recommend(["sku-1"], k=5).items``."""
+    """``RecommenderClient("http://127.0.0.1:8300", api_key=key).recommend(["sku-1"], k=5).items``.
 
-    def __init__(self, base_url: str, timeout: float = 10.0, transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+    ``api_key`` is sent in the ``X-API-Key`` header (every route but ``health`` needs one).
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0, transport: httpx.BaseTransport | None = None, *,
+                 api_key: str | None = None) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -47,7 +58,9 @@ class RecommenderClient:
                 detail = response.json().get("detail")
             except ValueError:
                 detail = response.text
-            raise RecommenderClientError(response.status_code, detail)
+            retry_after = response.headers.get("Retry-After", "")
+            raise RecommenderClientError(response.status_code, detail,
+                                         int(retry_after) if retry_after.isdigit() else None)
         return response.json()
 
     def recommend(self, history: Sequence[str | Mapping[str, Any]] = (), query: str | None = None, k: int = 10,

@@ -10,6 +10,27 @@ from apps.recommender.ranking import RankingConfig
 from core.index import IndexConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_RATE_PER_MINUTE = 6000  # per API key and worker process: 100 requests/s, far above one user's needs
+
+
+@dataclass(frozen=True)
+class ApiKeysConfig:
+    """Who may call the HTTP API, and how often.
+
+    ``keys_file`` holds the API keys, hashed (see :mod:`apps.recommender.keys`); without it every
+    request but ``GET /health`` is refused. ``rate_per_minute`` is the limit for a key whose record
+    sets none. The limit is counted in each serving process: with ``serve --workers N`` a client
+    spreading its connections over the workers may reach up to N times it.
+    """
+
+    keys_file: Path = REPO_ROOT / "var" / "recommender" / "api_keys.json"
+    rate_per_minute: int = DEFAULT_RATE_PER_MINUTE
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate_per_minute, bool) or not isinstance(self.rate_per_minute, int) \
+                or self.rate_per_minute < 1:
+            raise ValueError(f"rate_per_minute={self.rate_per_minute!r}; expected an integer >= 1 "
+                             "(requests per minute and API key)")
 
 
 @dataclass(frozen=True)
@@ -32,6 +53,7 @@ class RecommenderConfig:
     mmr_pool: int = 5          # MMR re-orders the best k * mmr_pool candidates
     snapshot_every: int = 100  # the catalog is durable per write; a restart re-embeds at most this many items
     search_threads: int | None = 1  # FAISS and BLAS threads per request (None: leave the libraries' defaults)
+    api_keys: ApiKeysConfig = field(default_factory=ApiKeysConfig)  # the HTTP API's keys and rate limit
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_k, int) or self.max_k < 1:
@@ -58,11 +80,28 @@ class RecommenderConfig:
         return Path(self.store_dir) / "ranker-cold.json"
 
 
+def api_keys_from_env(keys_file: Path | None = None) -> ApiKeysConfig:
+    """``TEXTML_RECOMMENDER_API_KEYS_FILE`` (default ``$TEXTML_VAR_DIR/recommender/api_keys.json``,
+    ``TEXTML_VAR_DIR`` defaulting to ``var/``) and ``TEXTML_RECOMMENDER_RATE_PER_MINUTE`` (default
+    6000); ``keys_file`` (the ``--keys-file`` flag) wins over the environment."""
+    if keys_file is None and os.environ.get("TEXTML_RECOMMENDER_API_KEYS_FILE"):
+        keys_file = Path(os.environ["TEXTML_RECOMMENDER_API_KEYS_FILE"])
+    if keys_file is None:
+        keys_file = Path(os.environ.get("TEXTML_VAR_DIR") or REPO_ROOT / "var") / "recommender" / "api_keys.json"
+    rate = os.environ.get("TEXTML_RECOMMENDER_RATE_PER_MINUTE", "").strip()
+    if rate and (not rate.isdigit() or int(rate) < 1):
+        raise ValueError(f"TEXTML_RECOMMENDER_RATE_PER_MINUTE={rate!r}; expected a whole number >= 1 of requests "
+                         "per minute and API key, such as 6000")
+    return ApiKeysConfig(keys_file=Path(keys_file).expanduser(),
+                         rate_per_minute=int(rate) if rate else DEFAULT_RATE_PER_MINUTE)
+
+
 def config_from_env(**overrides: object) -> RecommenderConfig:
     """``TEXTML_RECOMMENDER_DIR`` (store folder), ``TEXTML_RECOMMENDER_EMBEDDER`` (model),
     ``TEXTML_RECOMMENDER_DEVICE`` and ``TEXTML_RECOMMENDER_CATALOG_NEAR`` (0: catalog order is not
-    arrival order, see :class:`~apps.recommender.ranking.RankingConfig`), then ``overrides``."""
-    values: dict[str, object] = {}
+    arrival order, see :class:`~apps.recommender.ranking.RankingConfig`), the API keys' settings
+    (:func:`api_keys_from_env`), then ``overrides``."""
+    values: dict[str, object] = {"api_keys": api_keys_from_env()}
     flag = os.environ.get("TEXTML_RECOMMENDER_CATALOG_NEAR", "").strip().lower()
     if flag:
         if flag not in {"0", "1", "true", "false"}:

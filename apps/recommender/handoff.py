@@ -196,7 +196,7 @@ def _work(channel: socket.socket, config: RecommenderConfig, log_level: str) -> 
     from apps.recommender.recommender import Recommender
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(name)s [worker %(process)d] %(message)s")
-    app = create_app(factory=lambda: Recommender.load(config), rank_on_loop=True)
+    app = create_app(factory=lambda: Recommender.load(config), rank_on_loop=True, api_keys=config.api_keys)
     uconfig = uvicorn.Config(app, log_level=log_level.lower(), lifespan="on")
     server = uvicorn.Server(uconfig)
     asyncio_run(_serve(server, uconfig, channel), loop_factory=uconfig.get_loop_factory())

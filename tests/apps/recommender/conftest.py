@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from apps.recommender.config import RecommenderConfig
+from apps.recommender.config import ApiKeysConfig, RecommenderConfig
 from apps.recommender.encoders import HashingEncoder
+from apps.recommender.keys import KeyStore
 from apps.recommender.recommender import Recommender
 
 DEMO = Path(__file__).resolve().parents[3] / "apps" / "recommender" / "demo_data"
@@ -43,3 +44,15 @@ def rec(tmp_path: Path, encoder: HashingEncoder) -> Recommender:
     recommender.upsert_items(ITEMS)
     yield recommender
     recommender.close()
+
+
+@pytest.fixture
+def api_keys(tmp_path: Path) -> ApiKeysConfig:
+    """A keys file of this test's own (none of var/), empty until a test creates a key."""
+    return ApiKeysConfig(keys_file=tmp_path / "keys" / "api_keys.json")
+
+
+@pytest.fixture
+def api_key(api_keys: ApiKeysConfig) -> str:
+    """A valid key in ``api_keys``, at the default rate."""
+    return KeyStore(api_keys.keys_file).create("tests")[1]

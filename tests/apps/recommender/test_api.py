@@ -8,12 +8,13 @@ from fastapi.testclient import TestClient
 
 from apps.recommender.api import create_app
 from apps.recommender.client import RecommenderClient, RecommenderClientError
+from apps.recommender.config import ApiKeysConfig
 from apps.recommender.recommender import Recommender
 
 
 @pytest.fixture
-def client(rec: Recommender) -> TestClient:
-    with TestClient(create_app(recommender=rec)) as test_client:
+def client(rec: Recommender, api_keys: ApiKeysConfig, api_key: str) -> TestClient:
+    with TestClient(create_app(recommender=rec, api_keys=api_keys), headers={"X-API-Key": api_key}) as test_client:
         yield test_client
 
 
@@ -83,17 +84,17 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_real_server_with_the_typed_client(rec: Recommender) -> None:
+def test_real_server_with_the_typed_client(rec: Recommender, api_keys: ApiKeysConfig, api_key: str) -> None:
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec, api_keys=api_keys), host="127.0.0.1",
+                                           port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 20
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
-        with RecommenderClient(f"http://127.0.0.1:{port}") as api:
+        with RecommenderClient(f"http://127.0.0.1:{port}", api_key=api_key) as api:
             assert api.health().items == 6
             api.upsert_items([{"id": "wok", "title": "Carbon steel wok", "category": "kitchen", "text": "wok"}])
             result = api.recommend(["knife"], k=3, filters={"category": "kitchen"})
@@ -126,7 +127,7 @@ class SlowQueryEncoder:
 
 
 @pytest.mark.slow
-def test_embedding_work_does_not_block_the_event_loop(tmp_path) -> None:
+def test_embedding_work_does_not_block_the_event_loop(tmp_path, api_keys: ApiKeysConfig, api_key: str) -> None:
     from apps.recommender.recommender import Recommender
 
     from .conftest import ITEMS, make_config
@@ -135,19 +136,19 @@ def test_embedding_work_does_not_block_the_event_loop(tmp_path) -> None:
     rec = Recommender.load(make_config(tmp_path), encoder=encoder)
     rec.upsert_items(ITEMS)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec, api_keys=api_keys), host="127.0.0.1",
+                                           port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         while not server.started:
             time.sleep(0.05)
-        with RecommenderClient(f"http://127.0.0.1:{port}") as api:
+        with RecommenderClient(f"http://127.0.0.1:{port}", api_key=api_key) as api:
             slow = threading.Thread(target=api.recommend, kwargs={"query": "slow camping", "k": 2})
             slow.start()
             assert encoder.entered.wait(10)
             started = time.monotonic()
-            with RecommenderClient(f"http://127.0.0.1:{port}") as other:
+            with RecommenderClient(f"http://127.0.0.1:{port}", api_key=api_key) as other:
                 assert other.health().items == len(ITEMS)          # answered while the query is stuck
                 assert other.recommend(["knife"], k=1).items[0].id == "pan"
             assert time.monotonic() - started < 5
@@ -159,7 +160,7 @@ def test_embedding_work_does_not_block_the_event_loop(tmp_path) -> None:
         thread.join(10)
 
 
-def _serve_workers(tmp_path, workers: int):
+def _serve_workers(tmp_path, workers: int, api_keys: ApiKeysConfig):
     """``serve --workers N`` on a seeded store in its own process; returns (process, base url) once it answers."""
     import subprocess
     import sys
@@ -174,8 +175,8 @@ def _serve_workers(tmp_path, workers: int):
     seeded.close()
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(config.store_dir),
-                               "--embedder", "hashing", "--log-level", "WARNING", "serve", "--port", str(port),
-                               "--workers", str(workers)])
+                               "--embedder", "hashing", "--keys-file", str(api_keys.keys_file), "--log-level",
+                               "WARNING", "serve", "--port", str(port), "--workers", str(workers)])
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -195,31 +196,43 @@ def _health_from_a_new_connection(url: str):
 
 
 @pytest.mark.slow
-def test_two_service_workers_share_the_store(tmp_path) -> None:
-    """``serve --workers 2``: new connections go to both workers, and a write through one is served by both."""
-    server, url = _serve_workers(tmp_path, 2)
+def test_two_service_workers_share_the_store(tmp_path, api_keys: ApiKeysConfig, api_key: str) -> None:
+    """``serve --workers 2``: new connections go to both workers, and a write through one is served by both;
+    both ask for the key, and both refuse it from the request after it is revoked."""
+    from apps.recommender.keys import KeyStore, key_id_of
+
+    server, url = _serve_workers(tmp_path, 2, api_keys)
     try:
         assert len({_health_from_a_new_connection(url).process for _ in range(4)}) == 2
-        with RecommenderClient(url) as api:
+        with RecommenderClient(url, api_key=api_key) as api:
             api.upsert_items([{"id": "kayak", "title": "Sea kayak", "text": "touring kayak with paddle"}])
             for _ in range(4):  # consecutive new connections alternate between the workers
-                with RecommenderClient(url) as fresh:
+                with RecommenderClient(url, api_key=api_key) as fresh:
                     assert fresh.recommend([], query="kayak paddle", k=1).items[0].id == "kayak"
             api.delete_items(["kayak"])
             for _ in range(4):
-                with RecommenderClient(url) as fresh:
+                with RecommenderClient(url, api_key=api_key) as fresh:
                     assert "kayak" not in {i.id for i in fresh.recommend([], query="kayak paddle", k=6).items}
+        for _ in range(4):
+            with RecommenderClient(url) as keyless, pytest.raises(RecommenderClientError) as refused:
+                keyless.similar("knife")
+            assert refused.value.status == 401 and "missing X-API-Key header" in str(refused.value)
+        KeyStore(api_keys.keys_file).revoke(key_id_of(api_key))
+        for _ in range(4):
+            with RecommenderClient(url, api_key=api_key) as fresh, pytest.raises(RecommenderClientError) as refused:
+                fresh.similar("knife")
+            assert refused.value.status == 401 and "revoked" in str(refused.value)
     finally:
         server.terminate()
         assert server.wait(30) == 0
 
 
 @pytest.mark.slow
-def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving(tmp_path) -> None:
+def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving(tmp_path, api_keys: ApiKeysConfig) -> None:
     import os
     import signal
 
-    server, url = _serve_workers(tmp_path, 2)
+    server, url = _serve_workers(tmp_path, 2, api_keys)
     try:
         victim = _health_from_a_new_connection(url).process
         os.kill(victim, signal.SIGKILL)
@@ -235,13 +248,15 @@ def test_a_worker_that_dies_is_replaced_and_the_others_keep_serving(tmp_path) ->
         assert server.wait(30) == 0
 
 
-def test_a_worker_app_ranks_on_its_loop_and_still_sees_other_workers_writes(rec: Recommender, tmp_path) -> None:
+def test_a_worker_app_ranks_on_its_loop_and_still_sees_other_workers_writes(
+        rec: Recommender, tmp_path, api_keys: ApiKeysConfig, api_key: str) -> None:
     """``rank_on_loop`` (serve --workers N): history-only requests skip the thread pool, nothing else changes."""
     from apps.recommender.encoders import HashingEncoder
 
     from .conftest import make_config
 
-    with TestClient(create_app(recommender=rec, rank_on_loop=True)) as client:
+    app = create_app(recommender=rec, rank_on_loop=True, api_keys=api_keys)
+    with TestClient(app, headers={"X-API-Key": api_key}) as client:
         by_history = client.post("/recommend", json={"history": ["knife"], "k": 1,
                                                      "filters": {"category": "kitchen"}}).json()
         assert [item["id"] for item in by_history["items"]] == ["pan"]

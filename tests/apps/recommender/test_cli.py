@@ -10,9 +10,10 @@ from .conftest import DEMO
 
 def test_every_command_has_help() -> None:
     parser = build_parser()
-    for command in ("serve", "load", "recommend", "similar", "delete", "demo"):
+    for command in ("serve", "load", "recommend", "similar", "delete", "demo", "keys", "keys create", "keys list",
+                    "keys revoke"):
         with pytest.raises(SystemExit) as done:
-            parser.parse_args([command, "--help"])
+            parser.parse_args([*command.split(), "--help"])
         assert done.value.code == 0
 
 
