@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 from apps.recommender.config import ApiKeysConfig, RecommenderConfig
 from apps.recommender.encoders import HashingEncoder
@@ -56,3 +62,26 @@ def api_keys(tmp_path: Path) -> ApiKeysConfig:
 def api_key(api_keys: ApiKeysConfig) -> str:
     """A valid key in ``api_keys``, at the default rate."""
     return KeyStore(api_keys.keys_file).create("tests")[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port, in a thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -1,4 +1,3 @@
-import socket
 import threading
 import time
 
@@ -10,6 +9,8 @@ from apps.recommender.api import create_app
 from apps.recommender.client import RecommenderClient, RecommenderClientError
 from apps.recommender.config import ApiKeysConfig
 from apps.recommender.recommender import Recommender
+
+from .conftest import free_port, live_server
 
 
 @pytest.fixture
@@ -77,24 +78,10 @@ def test_similar_and_health_and_schema(client: TestClient) -> None:
     assert {"/recommend", "/similar/{item_id}", "/items", "/health"} <= set(paths)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_real_server_with_the_typed_client(rec: Recommender, api_keys: ApiKeysConfig, api_key: str) -> None:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec, api_keys=api_keys), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with RecommenderClient(f"http://127.0.0.1:{port}", api_key=api_key) as api:
+    with live_server(create_app(recommender=rec, api_keys=api_keys)) as url:
+        with RecommenderClient(url, api_key=api_key) as api:
             assert api.health().items == 6
             api.upsert_items([{"id": "wok", "title": "Carbon steel wok", "category": "kitchen", "text": "wok"}])
             result = api.recommend(["knife"], k=3, filters={"category": "kitchen"})
@@ -104,9 +91,6 @@ def test_real_server_with_the_typed_client(rec: Recommender, api_keys: ApiKeysCo
                 api.recommend(["knife"], k=0)
             assert caught.value.status == 422 and "out of range" in str(caught.value)
             assert api.delete_items(["wok"]).ids == ["wok"]
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 class SlowQueryEncoder:
@@ -135,7 +119,7 @@ def test_embedding_work_does_not_block_the_event_loop(tmp_path, api_keys: ApiKey
     encoder = SlowQueryEncoder()
     rec = Recommender.load(make_config(tmp_path), encoder=encoder)
     rec.upsert_items(ITEMS)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec, api_keys=api_keys), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -173,7 +157,7 @@ def _serve_workers(tmp_path, workers: int, api_keys: ApiKeysConfig):
     seeded = Recommender.load(config, encoder=HashingEncoder(256))
     seeded.upsert_items(ITEMS)
     seeded.close()
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "apps.recommender", "--store", str(config.store_dir),
                                "--embedder", "hashing", "--keys-file", str(api_keys.keys_file), "--log-level",
                                "WARNING", "serve", "--port", str(port), "--workers", str(workers)])
@@ -281,7 +265,7 @@ def test_workers_that_cannot_load_the_store_stop_the_service_with_the_reason(tmp
     not_a_folder = tmp_path / "store"
     not_a_folder.write_text("a file where the store folder should be")
     done = subprocess.run([sys.executable, "-m", "apps.recommender", "--store", str(not_a_folder), "--embedder",
-                           "hashing", "serve", "--port", str(_free_port()), "--workers", "2"],
+                           "hashing", "serve", "--port", str(free_port()), "--workers", "2"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0
     assert "while loading the store" in done.stderr and str(not_a_folder) in done.stderr

@@ -1,12 +1,9 @@
 """API keys and rate limits on the real app: FastAPI's TestClient, and a real uvicorn server for the client."""
 
 import logging
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from apps.recommender.api import create_app
@@ -16,6 +13,8 @@ from apps.recommender.client import RecommenderClient, RecommenderClientError
 from apps.recommender.config import ApiKeysConfig
 from apps.recommender.keys import KeyStore, key_id_of, read_keys
 from apps.recommender.recommender import Recommender
+
+from .conftest import live_server
 
 PROTECTED = [("POST", "/recommend", {"history": ["knife"], "k": 1}), ("GET", "/similar/knife", None),
              ("POST", "/items", {"items": [{"id": "wok", "title": "Wok"}]}), ("DELETE", "/items", {"ids": ["wok"]}),
@@ -135,19 +134,8 @@ def test_check_key_decides_without_http(api_keys: ApiKeysConfig, api_key: str) -
 @pytest.mark.slow
 def test_the_typed_client_sends_the_key_and_reports_401_and_429(rec: Recommender, api_keys: ApiKeysConfig,
                                                                 api_key: str) -> None:
-    from .test_api import _free_port
-
     limited = KeyStore(api_keys.keys_file).create("limited", rate_per_minute=2)[1]
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender=rec, api_keys=api_keys), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}"
+    with live_server(create_app(recommender=rec, api_keys=api_keys)) as url:
         with RecommenderClient(url) as keyless:
             assert keyless.health().items == 6
             with pytest.raises(RecommenderClientError) as refused:
@@ -163,6 +151,3 @@ def test_the_typed_client_sends_the_key_and_reports_401_and_429(rec: Recommender
                 api.similar("knife")
             assert over.value.status == 429 and 1 <= over.value.retry_after <= 60
             assert f"retry after {over.value.retry_after} s" in str(over.value)
-    finally:
-        server.should_exit = True
-        thread.join(10)
