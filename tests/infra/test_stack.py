@@ -9,6 +9,7 @@ conversation full of personal data must leave none of it in raw form anywhere on
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -171,6 +172,47 @@ def test_each_service_killed_is_restarted_while_the_others_keep_answering(stack:
     assert status.returncode == 0, status.stdout
     for name in services:
         assert re.search(rf"^{name} +RUNNING +\d+ +\S+ +1  up ", status.stdout, re.M), status.stdout
+
+
+def _listening(pid: int) -> set[tuple[str, int]]:
+    """(address, port) of every TCP socket ``pid`` listens on, from /proc (IPv4 and IPv6)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
+            packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            found.add((str(ipaddress.ip_address(packed)), int(port, 16)))
+    return found
+
+
+def _loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.rasa
+def test_every_service_listens_on_loopback_only(stack: dict) -> None:
+    supervisor = Supervisor(Paths(stack["var"]))
+    for name, info in supervisor.processes().items():
+        sockets = _listening(info["pid"])
+        assert sockets, f"{name} (pid {info['pid']}) listens on nothing"
+        outside = {(host, port) for host, port in sockets if not _loopback(host)}
+        assert not outside, f"{name} listens beyond loopback: {sorted(outside)}"
 
 
 PII = {
