@@ -25,6 +25,8 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
 
     python -m benchmarks.bot                                   # everything
     python -m benchmarks.bot --parts retrieval --limit 300     # quick look on a test subsample
+    python -m benchmarks.bot --parts retrieval --base-only     # BM25 + base embedder only: no training, ~1 min
+    python -m benchmarks.bot --parts retrieval --base-only --kb OTHER_KB   # the same for another knowledge base
 
 Training sizes: the defaults (embedder 4000 train utterances, 1 epoch; re-ranker 400 utterances x
 (positive + 3 mined negatives), 1 epoch; dev 500) keep the retrieval part near 20-25 minutes with
@@ -294,11 +296,39 @@ def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, 
     return embedder_path, reranker_path, used
 
 
+def run_base_retrieval(args, splits) -> dict:
+    """``--base-only``: the rows that need no training (BM25, the base embedder), in a minute or two.
+
+    A quick check after a knowledge-base edit; written under ``retrieval_base`` so it never mixes
+    with the rows of a full run (``retrieval``), which were measured with their own knowledge base.
+    """
+    from core.inference.embedder import Embedder
+
+    documents = load_knowledge_base(args.kb)
+    doc_ids = [doc.doc_id for doc in documents]
+    test = subsample(splits["test"], args.limit)
+    relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in test.labels]
+    started = time.monotonic()
+    results = {"bm25": metrics(bm25_scores(documents, test.texts, doc_ids), relevant)}
+    log.info("bm25: %s", results["bm25"])
+    with tempfile.TemporaryDirectory() as tmp:
+        embedder = Embedder.load("all-MiniLM-L6-v2")
+        build_kb_index(documents, embedder.encode, Path(tmp) / "base", "all-MiniLM-L6-v2")
+        results["base"] = metrics(doc_scores(KbIndex.load(Path(tmp) / "base"), embedder.encode(test.texts), doc_ids),
+                                  relevant)
+    log.info("base: %s", results["base"])
+    return {"retrieval_base": results, "retrieval_base_setup": {
+        "kb": str(args.kb), "documents": len(documents), "questions": sum(len(doc.questions) for doc in documents),
+        "test_queries": len(test), "seconds": round(time.monotonic() - started, 1)}}
+
+
 def run_retrieval(args, splits, registry: Registry) -> dict:
     from core.inference.embedder import Embedder
     from core.inference.reranker import Reranker
 
-    documents = load_knowledge_base(APP_DIR / "knowledge")
+    if args.base_only:
+        return run_base_retrieval(args, splits)
+    documents = load_knowledge_base(args.kb)
     doc_ids = [doc.doc_id for doc in documents]
     test = subsample(splits["test"], args.limit)
     relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in test.labels]
@@ -688,8 +718,8 @@ def merge(path: Path, figures: dict, args) -> dict:
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(figures)
     current["machine"] = machine()
-    current.setdefault("runs", {})[next(iter(figures))] = {"args": {k: v for k, v in vars(args).items()
-                                                                   if k != "output"},
+    current.setdefault("runs", {})[next(iter(figures))] = {"args": {k: str(v) if isinstance(v, Path) else v
+                                                                   for k, v in vars(args).items() if k != "output"},
                                                           "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(current, indent=2))
@@ -703,6 +733,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="test utterances to use (seeded subsample; default all 3080)")
     parser.add_argument("--dev-limit", type=int, default=500,
                         help="dev utterances for early stopping, the re-ranker share and thresholds (default 500)")
+    parser.add_argument("--kb", type=Path, default=APP_DIR / "knowledge",
+                        help="knowledge-base folder the retrieval part indexes (default the shipped one)")
+    parser.add_argument("--base-only", action="store_true",
+                        help="retrieval part: only the rows that need no training (BM25, base embedder), written "
+                             "under retrieval_base; a quick check after a knowledge-base edit")
     parser.add_argument("--train-limit", type=int, default=4000,
                         help="train utterances for the embedder, seeded subsample (default 4000; 0 = all ~9000)")
     parser.add_argument("--embedder-epochs", type=int, default=1, help="embedder fine-tuning epochs (default 1)")
