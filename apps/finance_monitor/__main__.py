@@ -3,14 +3,15 @@
 Commands:
   run               the stream: score finance.news, aggregate per ticker, raise alerts (SIGTERM stops it cleanly)
   replay FILE       produce a JSONL/CSV file into the input topic at --rate messages/s
-  alerts            print the alert history; --follow keeps printing new alerts
+  alerts            print the committed alert history; --follow tails the alerts topic (read_committed)
   train-demo-model  fine-tune the small demo sentiment model and register it (production if none exists)
   demo              ensure a model and a broker, replay the shipped demo news, show the alerts raised
 
 Environment (read once, in settings.py): KAFKA_BOOTSTRAP_SERVERS, TEXTML_MODEL_DIR, TEXTML_VAR_DIR,
 FINANCE_GROUP, FINANCE_INPUT_TOPIC, FINANCE_SCORED_TOPIC, FINANCE_ALERTS_TOPIC, FINANCE_DEADLETTER_TOPIC,
 FINANCE_MODEL, FINANCE_MODEL_VERSION, FINANCE_RULES, FINANCE_TICKERS, FINANCE_DB, FINANCE_WEBHOOK_URL,
-FINANCE_BATCH_SIZE, FINANCE_MAX_WAIT_MS, FINANCE_METRICS_PORT, FINANCE_DEVICE. Options override them.
+FINANCE_BATCH_SIZE, FINANCE_MAX_WAIT_MS, FINANCE_LINGER_MS, FINANCE_METRICS_PORT, FINANCE_DEVICE,
+FINANCE_INSTANCE_ID, FINANCE_DEDUP_RECORDS. Options override them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--webhook-url", help="Slack-compatible webhook for alerts (none)")
     group.add_argument("--device", help="cpu or cuda (CUDA when available)")
     group.add_argument("--partitions", type=int, help=f"partitions of topics the stream creates ({d.partitions})")
+    group.add_argument("--instance-id", help="this processor's stable id, part of its Kafka transactional id "
+                       "(FINANCE_INSTANCE_ID; default <host>-<n>, n the lowest slot no running processor holds)")
+    group.add_argument("--dedup-records", type=int, help="a message id (per record key) repeated within this many "
+                       f"offsets of a partition is scored and counted once; 0 turns it off ({d.dedup_records})")
 
 
 def _config(args: argparse.Namespace) -> StreamConfig:
@@ -114,19 +119,25 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def alerts_command(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.follow:
+        from apps.finance_monitor.follow import follow_topic
+
+        try:
+            follow_topic(config.bootstrap_servers, config.alerts_topic, as_json=args.json, last=args.last)
+        except KeyboardInterrupt:
+            pass
+        return 0
     from apps.finance_monitor.follow import show_alerts
     from apps.finance_monitor.store import AlertStore
 
-    config = _config(args)
     store = AlertStore(config.db_path, config.group_id)
     try:
-        shown = show_alerts(store, follow=args.follow, as_json=args.json, last=args.last)
-    except KeyboardInterrupt:
-        return 0
+        shown = show_alerts(store, as_json=args.json, last=args.last)
     finally:
         store.close()
-    if not shown and not args.follow and not args.json:
-        print(f"no alerts in {config.db_path}")
+    if not shown and not args.json:
+        print(f"no committed alerts in {config.db_path}")
     return 0
 
 
@@ -172,10 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stream_options(rep)
     rep.set_defaults(handler=replay_command)
 
-    alerts = commands.add_parser("alerts", help="show the alert history; --follow for new alerts as they come")
-    alerts.add_argument("--follow", "-f", action="store_true", help="keep printing new alerts (Ctrl-C stops)")
+    alerts = commands.add_parser("alerts", help="show the committed alert history (SQLite); --follow reads the "
+                                 "alerts topic (read_committed) and prints new alerts as they come")
+    alerts.add_argument("--follow", "-f", action="store_true",
+                        help="print the alerts topic's committed alerts and keep printing new ones (Ctrl-C stops)")
     alerts.add_argument("--json", action="store_true", help="one JSON object per line")
-    alerts.add_argument("--last", type=int, help="start with only the last N alerts")
+    alerts.add_argument("--last", type=int, help="start with only the last N alerts (with --follow: per partition)")
     _add_stream_options(alerts)
     alerts.set_defaults(handler=alerts_command)
 

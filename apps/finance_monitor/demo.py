@@ -70,5 +70,6 @@ def run_demo(config: StreamConfig, news: Path, idle_exit_s: float = 4.0) -> int:
     store.close()
     if not shown:
         print("no alerts were raised")
-    print(f"\nWatch a live stream with `python -m apps.finance_monitor alerts --follow --db {config.db_path}`.")
+    print(f"\nHistory: `python -m apps.finance_monitor alerts --db {config.db_path}`; a live stream's alerts: "
+          f"`python -m apps.finance_monitor alerts --follow --alerts-topic {config.alerts_topic}`.")
     return 0

@@ -24,6 +24,10 @@ class StreamMetrics:
                                     registry=r)
         self.late = Counter("finance_late_events", "events older than the ticker's released ones, skipped",
                             registry=r)
+        self.duplicates = Counter("finance_duplicates", "messages whose id the partition had already scored, skipped",
+                                  registry=r)
+        self.aborted = Counter("finance_aborted_batches", "batches whose Kafka transaction was aborted and redone",
+                               registry=r)
         self.webhook_failures = Counter("finance_webhook_failures", "failed webhook attempts", registry=r)
         self.batch_latency = Histogram("finance_batch_seconds", "time to process, write and commit one batch",
                                        buckets=LATENCY_BUCKETS, registry=r)

@@ -69,7 +69,7 @@ def fan_out(message: dict) -> list[tuple[bytes | None, bytes]]:
 def replay(producer: KafkaProducer, topic: str, messages: Iterator[dict], rate: float = 0.0) -> int:
     """Send ``messages`` at ``rate`` per second (0: unthrottled); returns the records sent, all acknowledged.
 
-    The producer should use ``acks="all"`` and retries (see :func:`make_producer`).
+    The producer should be idempotent, with ``acks="all"`` and retries (see :func:`make_producer`).
     """
     sent = 0
     failed: list[Exception] = []
@@ -89,6 +89,11 @@ def replay(producer: KafkaProducer, topic: str, messages: Iterator[dict], rate: 
 
 
 def make_producer(bootstrap_servers: str) -> KafkaProducer:
-    """A producer that waits for all in-sync replicas and retries transient broker errors."""
-    return KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, retries=10,
-                         retry_backoff_ms=200)
+    """An idempotent producer that waits for all in-sync replicas and retries transient broker errors.
+
+    Idempotence (producer id + sequence numbers) makes the broker drop the copies a retry would
+    otherwise write (a lost acknowledgement during a broker outage); a whole re-run of a replay still
+    writes every record again, and the stream's duplicate check (same id, same key) counts those once.
+    """
+    return KafkaProducer(bootstrap_servers=bootstrap_servers, enable_idempotence=True, acks="all", linger_ms=5,
+                         retries=10, retry_backoff_ms=200)

@@ -24,5 +24,5 @@ def build_stream(config: StreamConfig, registry: Registry | None = None,
         registry = registry or Registry(config.registry_root)
         scorer = load_scorer(registry, config.model_name, config.model_version, config.device, config.batch_size)
     engine = AlertEngine(rules, extractor, MessageLimits(config.max_message_bytes, config.max_text_chars),
-                         scorer.version)
+                         scorer.version, config.dedup_records)
     return StreamProcessor(config, engine, scorer)

@@ -47,13 +47,23 @@ class StreamConfig:
     webhook_backoff_s: float = 0.5         # doubled after each failed attempt
     device: str | None = None              # None: CUDA when available, else CPU
     partitions: int = 4                    # partitions of topics the stream creates
+    instance_id: str | None = None         # this processor's part of the transactional id; None: <host>-<slot>
+    dedup_records: int = 100_000           # an id repeated within this many offsets of a partition counts once
+
+    @property
+    def instance_lock_dir(self) -> Path:
+        """Where the instance slot locks live: beside the SQLite file the processors of a host share."""
+        return self.db_path.parent / f"{self.db_path.name}.instances"
 
     def validate(self) -> None:
         checks = {"batch_size": self.batch_size >= 1, "max_wait_ms": self.max_wait_ms >= 0,
                   "linger_ms": self.linger_ms >= 0,
                   "max_message_bytes": self.max_message_bytes >= 64, "max_text_chars": self.max_text_chars >= 1,
                   "metrics_port": 0 <= self.metrics_port < 65536, "webhook_retries": self.webhook_retries >= 1,
-                  "webhook_backoff_s": self.webhook_backoff_s >= 0, "partitions": self.partitions >= 1}
+                  "webhook_backoff_s": self.webhook_backoff_s >= 0, "partitions": self.partitions >= 1,
+                  # a redo spans at most one batch, and must stay inside the dedup horizon
+                  "dedup_records": self.dedup_records == 0 or self.dedup_records >= self.batch_size,
+                  "instance_id": self.instance_id is None or bool(self.instance_id.strip())}
         bad = [f"{name}={getattr(self, name)!r}" for name, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid stream setting(s) {', '.join(bad)}; see `python -m apps.finance_monitor run "
@@ -70,7 +80,7 @@ def config_from_env(env: dict[str, str] | None = None) -> StreamConfig:
                "FINANCE_SCORED_TOPIC": "scored_topic", "FINANCE_ALERTS_TOPIC": "alerts_topic",
                "FINANCE_DEADLETTER_TOPIC": "deadletter_topic", "FINANCE_MODEL": "model_name",
                "FINANCE_MODEL_VERSION": "model_version", "FINANCE_WEBHOOK_URL": "webhook_url",
-               "FINANCE_DEVICE": "device"}
+               "FINANCE_DEVICE": "device", "FINANCE_INSTANCE_ID": "instance_id"}
     for key, name in strings.items():
         if env.get(key):
             values[name] = env[key]
@@ -79,7 +89,7 @@ def config_from_env(env: dict[str, str] | None = None) -> StreamConfig:
         if env.get(key):
             values[name] = Path(env[key])
     numbers = {"FINANCE_BATCH_SIZE": "batch_size", "FINANCE_MAX_WAIT_MS": "max_wait_ms",
-               "FINANCE_LINGER_MS": "linger_ms",
+               "FINANCE_LINGER_MS": "linger_ms", "FINANCE_DEDUP_RECORDS": "dedup_records",
                "FINANCE_METRICS_PORT": "metrics_port"}
     for key, name in numbers.items():
         if env.get(key):

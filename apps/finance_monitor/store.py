@@ -1,11 +1,23 @@
 """SQLite: alert history (deduplicated by ``alert_id``), webhook outbox, and window checkpoints.
 
 One transaction per batch writes the batch's window events, each touched ticker's watermark
-and cooldowns, the new alerts and the next input offset of every partition in the batch,
-before the offsets are committed to Kafka. After a crash the stream seeks to the checkpointed
-offset, so nothing is counted twice in a window; a rebalance hands a partition to a new
-owner that rebuilds the windows from these rows (the processors of a group share this file).
-Alerts are an outbox: ``published`` and ``webhook_status`` say which sinks still need them.
+and cooldowns, the message ids seen, the alerts raised (with the input record that raised
+them) and each partition's checkpoint: the next offset applied to this state. It commits
+*before* the batch's Kafka transaction, so the checkpoint may run ahead of the group's
+committed offset, by at most one batch, when the Kafka transaction then fails or the process dies:
+
+* the stream resumes at the **committed** offset and redoes the records up to the checkpoint
+  for their outputs only (the engine skips them for the state; their alerts are read back here by
+  :meth:`AlertStore.alerts_raised`), so no window counts a record twice and every output becomes
+  visible exactly once;
+* the checkpoint only moves forward, and only from the value the writer loaded: a processor whose
+  partition was taken over meanwhile (shared file, a rebalance mid-batch) fails with
+  :class:`StaleStateError` instead of overwriting the new owner's state.
+
+A rebalance hands a partition to a new owner that rebuilds it from these rows (the processors
+of a group share this file). ``published`` = known to be in a committed Kafka transaction
+(set after the commit, and on assignment for alerts raised below the committed offset); the
+history people read (`alerts`) and the webhook take only those.
 """
 
 from __future__ import annotations
@@ -19,6 +31,10 @@ from pathlib import Path
 from apps.finance_monitor.alerts import Alert
 from apps.finance_monitor.engine import AlertEngine, BatchResult, PartitionState
 from apps.finance_monitor.windows import Event
+
+
+class StaleStateError(RuntimeError):
+    """Another processor moved a partition's checkpoint on since this one loaded it."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -50,7 +66,14 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, part)
 );
+CREATE TABLE IF NOT EXISTS seen_ids (
+    grp TEXT NOT NULL, topic TEXT NOT NULL, part INTEGER NOT NULL, key TEXT NOT NULL, input_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, part, key)
+);
+CREATE INDEX IF NOT EXISTS seen_ids_offset ON seen_ids (grp, topic, part, input_offset);
 """
+# Columns added after the first release (a history written by an older version gains them, NULL).
+ALERT_ORIGIN_COLUMNS = {"grp": "TEXT", "topic": "TEXT", "part": "INTEGER", "origin": "INTEGER"}
 _NO_TIME = -1e18  # stands for "never" (-inf is not valid JSON/SQL)
 
 
@@ -69,22 +92,36 @@ class AlertStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power cut
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(alerts)")}
+        for name, kind in ALERT_ORIGIN_COLUMNS.items():
+            if name not in columns:
+                self.db.execute(f"ALTER TABLE alerts ADD COLUMN {name} {kind}")
+        self.db.execute("CREATE INDEX IF NOT EXISTS alerts_origin ON alerts (grp, topic, part, origin)")
 
     def close(self) -> None:
         self.db.close()
 
     # -- the stream's batch ------------------------------------------------------------------
 
-    def write_batch(self, result: BatchResult, longest_window_s: float, webhook: bool = False) -> list[Alert]:
+    def write_batch(self, result: BatchResult, longest_window_s: float, webhook: bool = False,
+                    dedup_records: int = 0) -> list[Alert]:
         """Persist a batch atomically; returns the alerts that are new (not already in the history).
 
-        ``webhook``: whether a webhook sink will deliver the new alerts (else they are marked ``disabled``).
+        ``webhook``: whether a webhook sink will deliver the new alerts (else they are marked ``disabled``);
+        ``dedup_records``: the engine's horizon, beyond which seen ids are deleted.
+        Raises :class:`StaleStateError` (and writes nothing) when a partition's checkpoint is no longer
+        the one the batch started from.
         """
         new: list[Alert] = []
         now = time.time()
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            for (topic, part), before in result.applied_before.items():
+                current = self.checkpoint(topic, part)
+                if current != before:
+                    raise StaleStateError(f"{topic}[{part}]: the checkpoint is {current}, not {before} as loaded; "
+                                          "another processor has moved this partition on")
             db.executemany(
                 "INSERT OR IGNORE INTO window_events VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(self.group, topic, part, ticker, e.ts, e.seq, e.id, e.score, int(e.negative), e.text)
@@ -96,20 +133,43 @@ class AlertStore:
                             released_seq, json.dumps(windows.last_alert)))
                 db.execute("DELETE FROM window_events WHERE grp=? AND topic=? AND part=? AND ticker=? AND ts<=?",
                            (self.group, topic, part, ticker, _finite(released_ts) - longest_window_s))
+            db.executemany("INSERT OR REPLACE INTO seen_ids VALUES (?,?,?,?,?)",
+                           [(self.group, topic, part, key, offset) for (topic, part), key, offset in result.seen])
+            if dedup_records:
+                db.executemany("DELETE FROM seen_ids WHERE grp=? AND topic=? AND part=? AND input_offset<?",
+                               [(self.group, topic, part, applied - dedup_records)
+                                for (topic, part), applied in result.applied.items()])
             for alert in result.alerts:
+                (topic, part), origin = result.origins.get(alert.alert_id, ((None, None), None))
                 cursor = db.execute(
-                    "INSERT OR IGNORE INTO alerts (alert_id, ticker, rule, ts, created_at, body, webhook_status) "
-                    "VALUES (?,?,?,?,?,?,?)", (alert.alert_id, alert.ticker, alert.rule, alert.ts, now,
-                                               json.dumps(alert.to_dict()), "pending" if webhook else "disabled"))
+                    "INSERT OR IGNORE INTO alerts (alert_id, ticker, rule, ts, created_at, body, webhook_status, "
+                    "grp, topic, part, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (alert.alert_id, alert.ticker, alert.rule, alert.ts, now, json.dumps(alert.to_dict()),
+                     "pending" if webhook else "disabled", self.group, topic, part, origin))
                 if cursor.rowcount:
                     new.append(alert)
-            db.executemany("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?)",
-                           [(self.group, topic, part, offset) for (topic, part), offset in result.offsets.items()])
+            db.executemany("INSERT INTO checkpoints VALUES (?,?,?,?) ON CONFLICT (grp, topic, part) "
+                           "DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+                           [(self.group, topic, part, offset) for (topic, part), offset in result.applied.items()])
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return new
+
+    def alerts_raised(self, redone: dict[tuple[str, int], tuple[int, int]]) -> list[dict]:
+        """The stored alerts that the records in ``redone`` ((topic, part) -> first and last offset) raised."""
+        alerts: list[dict] = []
+        for (topic, part), (first, last) in redone.items():
+            alerts += [json.loads(body) for (body,) in self.db.execute(
+                "SELECT body FROM alerts WHERE grp=? AND topic=? AND part=? AND origin BETWEEN ? AND ? ORDER BY seq",
+                (self.group, topic, part, first, last))]
+        return alerts
+
+    def mark_committed(self, topic: str, part: int, committed: int) -> None:
+        """Alerts raised below the group's committed offset were in a committed transaction: mark them published."""
+        self.db.execute("UPDATE alerts SET published=1 WHERE grp=? AND topic=? AND part=? AND origin<? "
+                        "AND published=0", (self.group, topic, part, committed))
 
     def checkpoint(self, topic: str, part: int) -> int | None:
         row = self.db.execute("SELECT next_offset FROM checkpoints WHERE grp=? AND topic=? AND part=?",
@@ -117,8 +177,10 @@ class AlertStore:
         return row[0] if row else None
 
     def load_partition(self, topic: str, part: int, engine: AlertEngine) -> PartitionState:
-        """Rebuild a partition's windows from its checkpointed events and ticker rows."""
-        state = PartitionState()
+        """Rebuild a partition's windows, seen ids and applied mark from its checkpointed rows."""
+        state = PartitionState(applied=self.checkpoint(topic, part))
+        state.seen.update(self.db.execute("SELECT key, input_offset FROM seen_ids WHERE grp=? AND topic=? "
+                                          "AND part=? ORDER BY input_offset", (self.group, topic, part)))
         for ticker, max_ts, released_ts, released_seq, last_alert in self.db.execute(
                 "SELECT ticker, max_ts, released_ts, released_seq, last_alert FROM window_tickers "
                 "WHERE grp=? AND topic=? AND part=?", (self.group, topic, part)):
@@ -149,9 +211,10 @@ class AlertStore:
         self.db.executemany("UPDATE alerts SET published=1 WHERE alert_id=?", [(a,) for a in alert_ids])
 
     def pending_webhooks(self, limit: int = 50) -> list[tuple[dict, int]]:
-        """Alerts the webhook has not delivered yet, with the attempts made so far."""
+        """Published alerts the webhook has not delivered yet, with the attempts made so far."""
         return [(json.loads(body), attempts) for body, attempts in self.db.execute(
-            "SELECT body, webhook_attempts FROM alerts WHERE webhook_status='pending' ORDER BY seq LIMIT ?",
+            "SELECT body, webhook_attempts FROM alerts WHERE webhook_status='pending' AND published=1 "
+            "ORDER BY seq LIMIT ?",
             (limit,))]
 
     def record_webhook(self, alert_id: str, status: str, attempts: int, errors: list[str]) -> None:
@@ -169,10 +232,11 @@ class AlertStore:
 
     # -- history -----------------------------------------------------------------------------
 
-    def alerts_after(self, seq: int = 0, limit: int = 1000) -> list[tuple[int, dict]]:
-        """Alerts in insertion order after ``seq`` (for `alerts --follow`)."""
+    def alerts_after(self, seq: int = 0, limit: int = 1000, published_only: bool = False) -> list[tuple[int, dict]]:
+        """Alerts in insertion order after ``seq``; ``published_only``: those known to be committed to Kafka."""
+        where = " AND published=1" if published_only else ""
         return [(s, json.loads(body)) for s, body in self.db.execute(
-            "SELECT seq, body FROM alerts WHERE seq>? ORDER BY seq LIMIT ?", (seq, limit))]
+            f"SELECT seq, body FROM alerts WHERE seq>?{where} ORDER BY seq LIMIT ?", (seq, limit))]
 
     def last_seq(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM alerts").fetchone()[0]

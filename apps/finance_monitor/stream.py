@@ -1,18 +1,32 @@
 """The I/O shell around :class:`~apps.finance_monitor.engine.AlertEngine`: Kafka in, Kafka/SQLite/webhook out.
 
-The loop (at-least-once, with alerts deduplicated by id)::
+The loop, exactly-once: a batch's scores, dead letters, alerts and input offsets are one Kafka
+transaction, so a ``read_committed`` reader sees all of a batch or nothing of it::
 
     collect a batch (at most batch_size records, at most max_wait_ms, early when input pauses)
-    engine.process(batch)                     # validate, score, windows, rules (pure)
-    produce scores + dead letters; flush      # acks=all: on the broker's in-sync replicas
-    SQLite: window events, cooldowns, alerts, next offsets   (one transaction)
-    produce the new alerts; flush; mark them published      # outbox: re-sent on restart if we die here
-    commit the offsets to Kafka
+    engine.process(batch)                 # validate, drop repeated ids, score, windows, rules (pure)
+    begin the transaction; send scores + dead letters
+    SQLite: window events, seen ids, cooldowns, alerts, checkpoints      (one SQLite transaction)
+    send the batch's alerts (and the stored alerts of redone records)
+    send the input offsets with the consumer's group metadata (KIP-447); commit the transaction
+    mark the alerts published in SQLite (the history people read and the webhook take only those)
 
-A crash after the SQLite transaction and before the commit leaves the checkpoint ahead of the
-committed offset; on assignment the stream seeks to the checkpoint, so no event enters a
-window twice and no alert repeats. A rebalance drops the revoked partitions' state and the
-new owner rebuilds it from SQLite (processors of one group share the database file).
+Why SQLite commits *before* Kafka: the window state must never miss a batch whose outputs are
+visible. If the process dies or the Kafka transaction fails after the SQLite commit, the
+transaction is aborted (by the broker when a processor with the same transactional id starts,
+or after TRANSACTION_TIMEOUT_MS), the group's committed offset stays at the batch's start, and
+the SQLite checkpoint is one batch ahead. The partition's next owner (or this processor, after an
+abort) seeks to the committed offset and redoes those records: the engine scores them and the
+outputs go out again, but they do not touch the state, and their alerts are read back from
+SQLite, so nothing is counted twice. The other order (Kafka first) would need the state rebuilt
+from the input after a crash between the two commits. The SQLite write only moves a checkpoint
+on from the value this processor loaded; a processor that lost the partition meanwhile fails
+with StaleStateError, aborts and reloads instead of overwriting the new owner's state.
+
+The transactional id is ``<group>.<instance id>`` (see ``instance.py``): stable across restarts,
+one per running processor; the group metadata sent with the offsets fences a processor whose
+partitions moved to another member. A rebalance drops the revoked partitions' state and the new
+owner rebuilds it from SQLite (processors of one group share the database file).
 """
 
 from __future__ import annotations
@@ -33,9 +47,10 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from apps.finance_monitor.engine import AlertEngine, BatchResult, Record, Scorer
+from apps.finance_monitor.instance import InstanceSlot, transactional_id
 from apps.finance_monitor.metrics import StreamMetrics
 from apps.finance_monitor.settings import StreamConfig
-from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.store import AlertStore, StaleStateError
 from apps.finance_monitor.webhook import WebhookSink
 
 log = logging.getLogger(__name__)
@@ -47,9 +62,12 @@ class BrokerUnavailableError(RuntimeError):
 
 STALL_CHECK_S = 5.0  # idle seconds between checks that the consumer is not stuck behind unread records
 TRIM_INTERVAL_S = 2.0  # seconds between returns of freed heap to the OS
-COMMIT_RETRY_S = 1.0  # idle seconds between retries of a refused offset commit
 REBALANCE_POLL_MS = 200  # least poll timeout while a rebalance is under way (JoinGroup + SyncGroup take ms)
-
+# A transaction spans only the sends and commits of one batch (scoring happens before it begins), so it
+# takes well under a second; the broker aborts one left open by a dead processor after this long
+# (sooner when a processor with the same transactional id starts). Kafka Streams uses 10 s.
+TRANSACTION_TIMEOUT_MS = 30_000
+MAX_ABORTS = 5  # batches in a row whose transaction failed before the processor gives up (and exits)
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
     """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are.
@@ -57,6 +75,7 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: fl
     Waits up to ``wait_s`` for the broker: under `make up` the stream starts alongside it.
     """
     deadline = time.monotonic() + wait_s
+    waiting_since = None
     while True:
         try:
             admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="finance-monitor-admin",
@@ -66,8 +85,16 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: fl
             if time.monotonic() > deadline:
                 raise BrokerUnavailableError(f"no Kafka broker answered at {bootstrap} within {wait_s:.0f} s; "
                                              "start one with `make kafka-up` or set KAFKA_BOOTSTRAP_SERVERS") from None
-            log.info("waiting for the Kafka broker at %s", bootstrap)
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log.warning("no Kafka broker answers at %s yet: waiting up to %.0f s for it (start one with "
+                            "`make kafka-up`, or set KAFKA_BOOTSTRAP_SERVERS)", bootstrap, wait_s)
+            else:
+                log.info("still waiting for the Kafka broker at %s (%.0f s)", bootstrap,
+                         time.monotonic() - waiting_since)
             time.sleep(2.0)
+    if waiting_since is not None:
+        log.info("the Kafka broker at %s answers after %.0f s", bootstrap, time.monotonic() - waiting_since)
     try:
         existing = set(admin.list_topics())
         missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
@@ -109,13 +136,11 @@ class StreamProcessor:
         self.metrics = metrics or StreamMetrics()
         self.stop = threading.Event()
         self._pending: list = []
-        self._rewind: dict[tuple[str, int], int] = {}  # revoked partition -> first fetched, unprocessed offset
-        self._uncommitted: dict[tuple[str, int], int] = {}  # durable in SQLite, not yet committed to Kafka
-        self._last_commit_try = 0.0
-        self._refused_commits = 0  # in a row
+        self._aborts = 0  # batches in a row whose transaction failed
         self._rebalances: queue.SimpleQueue = queue.SimpleQueue()  # from the listener on kafka-python's IO thread
         self._seen_records = False
         self._last_trim = 0.0
+        self.transactional_id: str | None = None
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.store: AlertStore | None = None
@@ -123,47 +148,46 @@ class StreamProcessor:
     # -- rebalance ---------------------------------------------------------------------------
 
     def on_revoked(self, partitions) -> None:
-        """Drop the revoked partitions' state and their fetched-but-unprocessed records.
-
-        The first unprocessed offset of each is remembered: kafka-python 3 keeps a partition's
-        fetch position when the same consumer gets it back (``assign_from_subscribed``), so
-        without a seek the dropped records would be skipped for good.
-        """
+        """Drop the revoked partitions' state and their fetched-but-unprocessed records."""
         gone = {(tp.topic, tp.partition) for tp in partitions}
-        self._drop_pending(gone, self._rewind)
+        self._drop_pending(gone)
         for partition in gone:
             self.engine.drop(partition)
-            self._uncommitted.pop(partition, None)  # the next owner commits it from the checkpoint
         log.info("partitions revoked: %s", sorted(gone))
 
     def on_assigned(self, partitions) -> None:
-        """Restore each partition's window state and position it at the next unprocessed offset.
+        """Restore each partition's state from SQLite and seek to the group's committed offset.
 
-        The SQLite checkpoint is authoritative (it may be ahead of the committed offset, or moved
-        on by another processor of the group); without one, rewind to the first record dropped at
-        revocation or fetched before this assignment was applied; otherwise the consumer's own
-        position (committed offset or reset) stands.
+        The committed offset is where the last committed transaction left the partition (the
+        consumer reads it with ``require_stable``, so a transaction still completing is waited for).
+        The SQLite checkpoint may be ahead of it by one batch whose transaction never committed:
+        those records are redone (outputs only; see the module docstring). Without a committed
+        offset the partition is read from its beginning. Always seeking matters: kafka-python 3
+        keeps a partition's fetch position when the same consumer gets it back, which would skip
+        records fetched but not processed before a revocation.
         """
-        rewind, self._rewind = self._rewind, {}
         assigned = {(tp.topic, tp.partition) for tp in partitions}
-        self._drop_pending(assigned, rewind)  # fetched from kafka-python's position before the seeks below
+        self._drop_pending(assigned)  # fetched from kafka-python's position before the seeks below
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
-            checkpoint = self.store.checkpoint(tp.topic, tp.partition)
-            if checkpoint is not None:
-                self.consumer.seek(tp, checkpoint)
-                self._uncommitted[key] = checkpoint  # Kafka's offset may lag it (a refused or lost commit)
-            elif key in rewind:
-                self.consumer.seek(tp, rewind[key])
+            state = self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+                self.store.mark_committed(tp.topic, tp.partition, committed)
+            if state.applied is not None and (committed or 0) < state.applied:
+                log.info("%s[%d]: offsets %s to %d are in SQLite but were not committed to Kafka: redoing their "
+                         "outputs", tp.topic, tp.partition, committed or 0, state.applied - 1)
+            elif state.applied is not None and committed is not None and committed > state.applied:
+                log.warning("%s[%d]: the group committed offset %d but the SQLite state reaches only %d: the "
+                            "records in between are not in the windows (was the database replaced?)",
+                            tp.topic, tp.partition, committed, state.applied)
         log.info("partitions assigned: %s", sorted(assigned))
 
-    def _drop_pending(self, partitions: set[tuple[str, int]], rewind: dict[tuple[str, int], int]) -> None:
-        """Remove the pending records of ``partitions``, noting each partition's first dropped offset in ``rewind``."""
-        for record in self._pending:
-            key = (record.topic, record.partition)
-            if key in partitions:
-                rewind[key] = min(record.offset, rewind.get(key, record.offset))
+    def _drop_pending(self, partitions: set[tuple[str, int]]) -> None:
+        """Remove the pending records of ``partitions`` (they are fetched again from the committed offset)."""
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in partitions]
 
     def _apply_rebalances(self) -> bool:
@@ -183,22 +207,35 @@ class StreamProcessor:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, idle_exit_s: float | None = None, on_batch: Callable[[BatchResult], None] | None = None) -> None:
+        """Process batches until stopped; ``on_batch`` gets each batch whose transaction committed."""
         config = self.config
         ensure_topics(config.bootstrap_servers, [config.input_topic, config.scored_topic, config.alerts_topic,
                                                  config.deadletter_topic], config.partitions)
         self.store = AlertStore(config.db_path, config.group_id)
-        self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers, acks="all", linger_ms=5,
-                                      retries=10, retry_backoff_ms=200, max_in_flight_requests_per_connection=1)
-        self.consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=config.group_id,
-                                      enable_auto_commit=False, auto_offset_reset="earliest",
-                                      max_poll_records=config.batch_size, client_id="finance-monitor")
+        slot = None
+        instance = config.instance_id
+        if instance is None:
+            slot = InstanceSlot(config.instance_lock_dir, config.group_id)
+            instance = slot.acquire()
+        self.transactional_id = transactional_id(config.group_id, instance)
         webhook = None
-        if config.webhook_url:
-            webhook = WebhookSink(config.webhook_url, config.db_path, config.group_id, config.webhook_retries,
-                                  config.webhook_backoff_s, on_failure=self.metrics.webhook_failures.inc)
-            webhook.start()
         try:
-            self._publish_outbox()
+            self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers,
+                                          transactional_id=self.transactional_id, enable_idempotence=True,
+                                          acks="all", linger_ms=5, retries=10, retry_backoff_ms=200,
+                                          transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
+            # Fences an earlier incarnation of this instance and aborts the transaction it left open,
+            # before the consumer reads the committed offsets.
+            self.producer.init_transactions()
+            log.info("transactional id %s", self.transactional_id)
+            self.consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=config.group_id,
+                                          enable_auto_commit=False, auto_offset_reset="earliest",
+                                          isolation_level="read_committed", max_poll_records=config.batch_size,
+                                          client_id="finance-monitor")
+            if config.webhook_url:
+                webhook = WebhookSink(config.webhook_url, config.db_path, config.group_id, config.webhook_retries,
+                                      config.webhook_backoff_s, on_failure=self.metrics.webhook_failures.inc)
+                webhook.start()
             self._wait_for_metadata(config.input_topic)
             self.consumer.subscribe([config.input_topic], listener=_Rebalance(self._rebalances))
             self.metrics.ready.set(1)
@@ -206,8 +243,6 @@ class StreamProcessor:
             last_stall_check = time.monotonic()
             while not self.stop.is_set():
                 batch = self._collect()
-                if not batch and self._uncommitted and time.monotonic() - self._last_commit_try > COMMIT_RETRY_S:
-                    self._commit()
                 if not batch:
                     if idle_exit_s is not None and time.monotonic() - last_records > idle_exit_s:
                         log.info("no input for %.0f s: stopping", idle_exit_s)
@@ -218,17 +253,20 @@ class StreamProcessor:
                     continue
                 last_records = time.monotonic()
                 result = self._handle(batch, webhook)
-                if on_batch is not None:
+                if result is not None and on_batch is not None:
                     on_batch(result)
-            self._commit()  # a stop or idle exit: a refused commit gets a last try before the group is left
         finally:
             self.metrics.ready.set(0)
             if webhook is not None:
                 webhook.stop()
                 webhook.join(timeout=10)
-            self.consumer.close(autocommit=False)
-            self.producer.close(timeout=10)
+            if self.consumer is not None:
+                self.consumer.close(autocommit=False)
+            if self.producer is not None:
+                self.producer.close(timeout=10)
             self.store.close()
+            if slot is not None:
+                slot.release()
             log.info("stream stopped")
 
     def _rejoin_if_stalled(self, topic: str) -> None:
@@ -307,26 +345,27 @@ class StreamProcessor:
             coordinator.request_rejoin()
         return True
 
-    def _handle(self, batch: list, webhook: WebhookSink | None) -> BatchResult:
+    def _handle(self, batch: list, webhook: WebhookSink | None) -> BatchResult | None:
+        """Process and commit one batch; None when its transaction was aborted (its records are redone)."""
         started = time.monotonic()
-        config, metrics = self.config, self.metrics
+        metrics = self.metrics
         records = [Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in batch]
         result = self.engine.process(records, self.scorer)
-        self._produce([(config.scored_topic, key, value) for key, value in result.scored]
-                      + [(config.deadletter_topic, key, value) for key, value in result.dead])
-        new_alerts = self.store.write_batch(result, self.engine.rules.longest_window_s, webhook is not None)
+        try:
+            new_alerts = self._transact(result, webhook is not None)
+        except (KafkaError, StaleStateError) as error:
+            self._abort(error, result)
+            return None
+        self._aborts = 0
         for alert in new_alerts:
             log.warning("ALERT %s", alert.summary())
-        self._produce([(config.alerts_topic, a.alert_id.encode(), a.to_dict()) for a in new_alerts])
-        self.store.mark_published(a.alert_id for a in new_alerts)
         if new_alerts and webhook is not None:
             webhook.wake.set()
-        self._uncommitted.update(result.offsets)
-        self._commit()
         now = time.time()
         metrics.consumed.inc(len(batch))
         metrics.scored.inc(len(result.scored))
         metrics.late.inc(result.late)
+        metrics.duplicates.inc(result.duplicates)
         for _, dead in result.dead:
             metrics.dead_letters.labels(dead["reason"]).inc()
         for alert in new_alerts:
@@ -343,59 +382,58 @@ class StreamProcessor:
             _release_free_heap()
         return result
 
-    def _commit(self) -> bool:
-        """Commit the offsets whose outcome is durable in SQLite but not yet in Kafka; True when none are left.
+    def _transact(self, result: BatchResult, webhook: bool) -> list:
+        """Write the batch: SQLite, then one Kafka transaction with its outputs and offsets; returns the new alerts.
 
-        A refused commit (the group is rebalancing, or the coordinator evicted this member while the
-        machine was starved) is kept and retried from the loop once the next poll has rejoined the group.
-        A revocation hands the partition to its next owner, which commits the checkpoint it seeks to.
-        Without this the group's offset stayed behind for good when no further input arrived.
+        Raises KafkaError (a send not acknowledged, the offsets refused after a rebalance, no broker) or
+        StaleStateError; the caller aborts.
         """
-        if not self._uncommitted:
-            return True
-        self._last_commit_try = time.monotonic()
-        pending = dict(self._uncommitted)
+        config, producer = self.config, self.producer
+        producer.begin_transaction()
+        futures = self._send([(config.scored_topic, key, value) for key, value in result.scored]
+                             + [(config.deadletter_topic, key, value) for key, value in result.dead])
+        new_alerts = self.store.write_batch(result, self.engine.rules.longest_window_s, webhook,
+                                            config.dedup_records)
+        alerts = {alert.alert_id: alert.to_dict() for alert in result.alerts}
+        for stored in self.store.alerts_raised(result.redone):  # raised the first time these records were seen
+            alerts.setdefault(stored["alert_id"], stored)
+        futures += self._send([(config.alerts_topic, alert_id.encode(), body) for alert_id, body in alerts.items()])
+        producer.flush()
+        failed = [future for future in futures if future.failed()]
+        if failed:  # flush does not raise for records the broker refused
+            raise KafkaError(f"{len(failed)} of {len(futures)} record(s) were not acknowledged: "
+                             f"{failed[0].exception!r}")
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.offsets.items()}
+        producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+        self._commit_transaction()
+        self.store.mark_published(alerts)
+        return new_alerts
+
+    def _commit_transaction(self) -> None:
+        self.producer.commit_transaction()
+
+    def _abort(self, error: BaseException, result: BatchResult) -> None:
+        """Abort the batch's transaction and rewind its partitions to their committed offsets (redo).
+
+        An abort that fails too (another processor took this transactional id, the broker is gone)
+        is fatal: the error propagates and the process exits; its successor redoes the batch.
+        """
+        self._aborts += 1
+        self.metrics.aborted.inc()
+        log.warning("batch of %s not committed (%r): aborting its transaction and redoing it",
+                    {f"{t}[{p}]": o for (t, p), o in result.offsets.items()}, error)
         try:
-            self.consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in pending.items()})
-        except KafkaError as error:  # CommitFailedError, RebalanceInProgressError, a timeout
-            self._refused_commits += 1
-            (log.warning if self._refused_commits == 1 else log.debug)(
-                "offset commit refused (%r); kept for a retry once the group has settled", error)
-            return False
-        if self._refused_commits:
-            log.info("offsets committed after %d refused attempt(s)", self._refused_commits)
-            self._refused_commits = 0
-        for key, offset in pending.items():
-            if self._uncommitted.get(key) == offset:
-                del self._uncommitted[key]
-        return not self._uncommitted
+            self.producer.abort_transaction()
+        except KafkaError as fatal:
+            raise fatal from error
+        if self._aborts > MAX_ABORTS:
+            raise KafkaError(f"{self._aborts} batches in a row could not be committed; last: {error!r}") from error
+        assigned = self.consumer.assignment()
+        self.on_assigned([tp for tp in (TopicPartition(t, p) for t, p in result.offsets) if tp in assigned])
+        time.sleep(min(0.2 * self._aborts, 2.0))
 
-    def _produce(self, messages: list[tuple[str, bytes | None, dict]], attempts: int = 3) -> None:
-        """Send and wait for every broker acknowledgement; resend what failed, then raise.
-
-        ``flush`` alone does not report failed sends; an unacknowledged record must stop the batch
-        before its offsets are committed (the process exits, and a restart redoes the batch).
-        """
-        for attempt in range(1, attempts + 1):
-            futures = [(self.producer.send(topic, key=key, value=_json(value)), (topic, key, value))
-                       for topic, key, value in messages]
-            self.producer.flush()
-            failed = [(message, future.exception) for future, message in futures if future.failed()]
-            if not failed:
-                return
-            log.warning("%d of %d record(s) not acknowledged (attempt %d): %s", len(failed), len(messages), attempt,
-                        failed[0][1])
-            messages = [message for message, _ in failed]
-            time.sleep(0.5 * attempt)
-        raise KafkaError(f"{len(messages)} record(s) were not acknowledged after {attempts} attempts: {failed[0][1]}")
-
-    def _publish_outbox(self) -> None:
-        """Alerts written to SQLite but not yet produced (the last run died in between)."""
-        leftovers = self.store.unpublished()
-        if leftovers:
-            self._produce([(self.config.alerts_topic, a["alert_id"].encode(), a) for a in leftovers])
-            self.store.mark_published(a["alert_id"] for a in leftovers)
-            log.info("published %d alert(s) left over from the last run", len(leftovers))
+    def _send(self, messages: list[tuple[str, bytes | None, dict]]) -> list:
+        return [self.producer.send(topic, key=key, value=_json(value)) for topic, key, value in messages]
 
 
 def _load_malloc_trim():

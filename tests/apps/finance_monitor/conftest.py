@@ -94,7 +94,8 @@ class RunningProcessor:
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], partition_of=None) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10, retry_backoff_ms=200)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", retries=10,
+                             retry_backoff_ms=200)
     futures = [producer.send(topic, key=key, value=value, partition=partition_of(key) if partition_of else None)
                for key, value in records]
     producer.flush()
@@ -103,15 +104,20 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]
     producer.close()
 
 
-def read_topic(bootstrap: str, topic: str, want: int | None = None, timeout_s: float = 60.0) -> list[dict]:
+def read_topic(bootstrap: str, topic: str, want: int | None = None, timeout_s: float = 60.0,
+               committed: bool = True) -> list[dict]:
     """Every record of ``topic`` (JSON values) from offset 0: until ``want`` arrived, else up to its end offsets.
+
+    ``committed``: read as every consumer of the stream's outputs does (``read_committed``: records of
+    aborted or open transactions are skipped); False shows everything written, aborted records included.
 
     Explicit assignment and end offsets rather than a subscription and a quiet period: on a
     loaded machine a subscription's first fetch can come later than any fixed quiet time.
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed" if committed else "read_uncommitted")
     deadline = time.monotonic() + timeout_s
     values: list[dict] = []
     try:

@@ -17,7 +17,7 @@ from apps.finance_monitor.follow import format_alert, show_alerts
 from apps.finance_monitor.messages import MessageLimits
 from apps.finance_monitor.replay import ReplayOptions, fan_out, messages_from_file
 from apps.finance_monitor.settings import config_from_env
-from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.store import AlertStore, StaleStateError
 from apps.finance_monitor.tickers import TickerExtractor
 from apps.finance_monitor.webhook import WebhookSink, slack_payload
 
@@ -52,8 +52,9 @@ def test_state_rebuilt_from_the_checkpoint_raises_the_same_alerts(tmp_path):
     result = second.process(records[44:], keyword_scorer)
     alerts += store.write_batch(result, second.rules.longest_window_s)
     assert [a.alert_id for a in alerts] == expected
-    # replaying a batch whose alerts are already stored adds nothing to the history
-    assert store.write_batch(result, second.rules.longest_window_s) == []
+    # writing a batch a second time is refused: the checkpoint is no longer the one it started from
+    with pytest.raises(StaleStateError, match="the checkpoint is 50, not 44"):
+        store.write_batch(result, second.rules.longest_window_s)
     assert len(store.alerts_after(0)) == len(expected)
     store.close()
 
@@ -103,6 +104,8 @@ def test_webhook_retries_with_backoff_and_keeps_failures(tmp_path, fail_first, s
     e, store = engine(), AlertStore(tmp_path / "a.db")
     new = store.write_batch(e.process(neutral_then_negative(), keyword_scorer), 3600.0, webhook=True)[:1]
     store.db.execute("UPDATE alerts SET webhook_status='disabled' WHERE alert_id!=?", (new[0].alert_id,))
+    assert store.pending_webhooks() == []  # the webhook takes only alerts of committed transactions
+    store.mark_published([new[0].alert_id])
     sink = WebhookSink(f"http://127.0.0.1:{server.server_port}/hook", tmp_path / "a.db", "finance-monitor",
                        retries=3, backoff_s=0.01)
     sink.start()
