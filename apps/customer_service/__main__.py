@@ -1,4 +1,4 @@
-"""``python -m apps.customer_service``: ingest the knowledge base, train and run the bot, list tickets, chat.
+"""``python -m apps.customer_service``: ingest the knowledge base, train and run the bot, list tickets, chat, report.
 
 Settings come from the environment (see ``apps/customer_service/settings.py``); the options here
 override them for one command.
@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apps.customer_service.settings import BotSettings, settings_from_env
@@ -137,6 +138,52 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     return 0
 
 
+def iso_moment(value: str) -> datetime:
+    """An ``--since``/``--until`` value: an ISO 8601 date or date and time; without a zone, UTC."""
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 date or time; expected e.g. 2026-11-01, "
+                                         "2026-11-01T09:30 or 2026-11-01T09:30:00+01:00 (no zone: UTC)") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def positive_days(value: str) -> float:
+    try:
+        days = float(value)
+    except ValueError:
+        days = -1.0
+    if not 0 < days < float("inf"):  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of days; expected a number > 0, e.g. 7")
+    return days
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from apps.customer_service.events import EventLog
+    from apps.customer_service.report import build_report, format_report
+
+    settings = _settings(args)
+    until = args.until or datetime.now(UTC)
+    since = args.since if args.since is not None else until - timedelta(days=args.days)
+    if since >= until:
+        print(f"error: the period is empty: --since {since.isoformat()} is not before {until.isoformat()}",
+              file=sys.stderr)
+        return 2
+    if not settings.events_db.is_file():
+        print(f"no event log at {settings.events_db} yet: the action server writes it as the bot decides",
+              file=sys.stderr)
+    decisions = EventLog(settings.events_db).read(since, until) if settings.events_db.is_file() else []
+    encode = None
+    if any(d.decision != "answer" for d in decisions):
+        from core.inference.embedder import Embedder
+
+        encode = Embedder.load(settings.embedder).encode
+    report = build_report(decisions, encode, since, until, top=args.top, similarity=args.similarity)
+    report["embedder"] = settings.embedder if encode else None
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json else format_report(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from apps.customer_service.demo import run_demo
 
@@ -188,6 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="first record the intent fallback threshold tuned on dev from a bench-bot figures file "
                         "(var/bench/bot.json: fallback_threshold_dev.answer for its intent_model)")
     p.set_defaults(func=cmd_thresholds)
+
+    p = sub.add_parser("report", help="what customers asked in a period: answer/clarify/decline/hand-off shares, "
+                                      "hand-off reasons, the most frequent unanswered questions grouped by meaning")
+    period = p.add_mutually_exclusive_group()
+    period.add_argument("--since", type=iso_moment, metavar="ISO",
+                        help="start of the period: an ISO 8601 date or time, e.g. 2026-11-01 (no zone: UTC)")
+    period.add_argument("--days", type=positive_days, default=7.0,
+                        help="the period is the last N days (default 7)")
+    p.add_argument("--until", type=iso_moment, metavar="ISO", help="end of the period (default now)")
+    p.add_argument("--top", type=int, default=10, help="groups of unanswered questions to show (default 10)")
+    p.add_argument("--similarity", type=float, default=0.4,
+                   help="how alike (average cosine, with the bot's embedder) questions in a group are (default 0.4; "
+                        "higher: smaller, tighter groups)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="ingest/train what is missing, start both servers, run a scripted chat")
     p.set_defaults(func=cmd_demo)

@@ -6,13 +6,17 @@ re-ranker and the intent model once, and serves:
 * ``POST /webhook``, ``GET /actions``, ``GET /health``: rasa-sdk's action endpoint;
 * ``POST /intents`` ``{"texts": [...], "n": 10}`` -> ``{"model": ..., "rankings": [[{"name", "confidence"}]]}``:
   what the Rasa NLU component ``CoreIntentClassifier`` asks (Rasa itself runs on Python 3.10 without torch);
+* ``GET /metrics``: Prometheus metrics (``metrics.py``): decisions, hand-off reasons, intents,
+  action latency; counters only, never a message text;
 * ``GET /`` : the web chat page, which talks to the Rasa server's REST channel.
 
 Every route but ``GET /`` and ``GET /health`` needs the action server token (``CS_ACTIONS_TOKEN``
 or ``<state>/secrets/actions_token``) as ``Authorization: Bearer TOKEN``: Rasa sends it
-(``endpoints.yml``), and so does the Rasa component that calls ``/intents``. Other requests get
-401. CORS allows only the web chat page's origins (``CS_WEB_ORIGINS``). Log records are masked
-(``install_masking``: every logger, Sanic's and rasa-sdk's included).
+(``endpoints.yml``), and so does the Rasa component that calls ``/intents``; Prometheus sends it
+from a ``credentials_file``. Other requests get 401. CORS allows only the web chat page's origins
+(``CS_WEB_ORIGINS``). Log records are masked (``install_masking``: every logger, Sanic's and
+rasa-sdk's included). Each decision also goes to the event log (``<state>/events.sqlite3``, masked
+text; ``events.py``).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from apps.customer_service.actions import make_actions
+from apps.customer_service.events import EventLog
 from apps.customer_service.intents import ClassifierIntents, RetrievalIntents
 from apps.customer_service.masking import install_masking
+from apps.customer_service.metrics import BotMetrics
+from apps.customer_service.recorder import DecisionRecorder
 from apps.customer_service.retrieval import IndexHolder, Retriever
 from apps.customer_service.settings import APP_DIR, BotSettings
 from apps.customer_service.tickets import TicketStore
@@ -41,6 +48,7 @@ class Services:
     retriever: Retriever
     tickets: TicketStore
     intents: ClassifierIntents | RetrievalIntents
+    events: EventLog | None = None  # None: decisions are counted but not logged
 
 
 def load_services(settings: BotSettings) -> Services:
@@ -73,7 +81,7 @@ def load_services(settings: BotSettings) -> Services:
              settings.threshold_sources.get("intent_fallback"))
     log.info("intent fusion: weight %s, fused %s (%s)", settings.retrieval.intent_weight, settings.retrieval.fused,
              settings.threshold_sources.get("intent_fusion", "off: not tuned for these models"))
-    return Services(retriever, TicketStore(settings.tickets_db), intents)
+    return Services(retriever, TicketStore(settings.tickets_db), intents, EventLog(settings.events_db))
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:
@@ -83,16 +91,18 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
 
 
 def build_app(services: Services, rasa_url: str, token: str, cors_origins: Sequence[str]):
-    """The Sanic app: rasa-sdk's endpoint, ``/intents`` and the web page, behind the token check."""
+    """The Sanic app: rasa-sdk's endpoint, ``/intents``, ``/metrics`` and the web page, behind the token check."""
     from rasa_sdk.endpoint import create_app
     from rasa_sdk.executor import ActionExecutor
     from sanic import response
 
     if not token:
         raise ValueError("the action server token is empty; expected the token Rasa sends (tokens.actions_token)")
+    metrics = BotMetrics()
     executor = ActionExecutor()
-    for action in make_actions(services.retriever, services.tickets):
-        executor.register_action(action)
+    for action in make_actions(services.retriever, services.tickets, DecisionRecorder(services.events, metrics)):
+        # register_action would register action.run; the same run, timed (rasa-sdk calls it with 3 arguments)
+        executor.register_function(action.name(), metrics.timed(action.name(), action.run))
     app = create_app(executor, cors_origins=list(cors_origins))
 
     @app.on_request
@@ -121,6 +131,11 @@ def build_app(services: Services, rasa_url: str, token: str, cors_origins: Seque
             return response.json({"error": f"intent model failed: {error}"}, status=503)
         return response.json({"model": services.intents.name, "rankings": [
             [{"name": name, "confidence": confidence} for name, confidence in row] for row in ranked]})
+
+    @app.get("/metrics")
+    async def prometheus_metrics(_request):
+        body, content_type = metrics.render()
+        return response.raw(body, content_type=content_type)
 
     @app.get("/")
     async def chat_page(_request):

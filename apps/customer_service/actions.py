@@ -1,9 +1,11 @@
-"""The bot's custom actions (rasa-sdk): answer from the knowledge base, hand off, the lost-card form.
+"""The bot's custom actions (rasa-sdk): answer from the knowledge base, decline, hand off, the lost-card form.
 
-Each action is an instance built with its collaborators (retriever, ticket store), so the
-action server (``action_server.py``) loads the models once and tests pass small real ones.
-The action names are a contract: other tools read trackers by ``action_answer_from_kb`` and
-``action_handoff``.
+Each action is an instance built with its collaborators (retriever, ticket store, decision
+recorder), so the action server (``action_server.py``) loads the models once and tests pass
+small real ones. The action names are a contract: other tools read trackers by
+``action_answer_from_kb`` and ``action_handoff``. Every decision on a customer's message
+(answer, clarify, decline, hand-off, unavailable) goes to the recorder: the metrics count it,
+the event log keeps it with the masked text (``events.py``).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from apps.customer_service.events import Decision
 from apps.customer_service.kb_index import KbIndexError
 from apps.customer_service.masking import has_masked_number, mask_pii
+from apps.customer_service.recorder import DecisionRecorder
 from apps.customer_service.retrieval import Retriever
 from apps.customer_service.tickets import TicketStore
 
@@ -43,6 +47,13 @@ def latest_text(tracker: Tracker) -> str:
     return text.strip()[:MAX_MESSAGE_CHARS] if isinstance(text, str) else ""
 
 
+def intent_name(tracker: Tracker) -> str | None:
+    """The latest message's intent name (``nlu_fallback`` when Rasa's FallbackClassifier stepped in)."""
+    intent = tracker.latest_message.get("intent")
+    name = intent.get("name") if isinstance(intent, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
 def intent_ranking(tracker: Tracker) -> dict[str, float]:
     """The latest message's intent ranking as intent -> confidence (for intent fusion in retrieval).
 
@@ -60,10 +71,12 @@ def intent_ranking(tracker: Tracker) -> dict[str, float]:
     return scores
 
 
-def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: TicketStore,
-                   reason: str) -> list[dict[str, Any]]:
-    """Open a ticket with the masked transcript and tell the customer its number."""
+def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: TicketStore, reason: str,
+                   recorder: DecisionRecorder, code: str, confidence: float | None = None) -> list[dict[str, Any]]:
+    """Open a ticket with the masked transcript, record the hand-off (reason ``code``), tell the customer
+    the ticket's number."""
     ticket = tickets.create(tracker.sender_id, reason, transcript(tracker))
+    recorder.record(Decision("handoff", latest_text(tracker), intent_name(tracker), code, confidence))
     log.info("hand-off for %s: ticket %s (%s)", tracker.sender_id, ticket.number, ticket.reason)
     dispatcher.utter_message(
         text=(f"I've passed our conversation to a member of our team. Your ticket number is {ticket.number}; "
@@ -78,9 +91,10 @@ class ActionAnswerFromKb(Action):
     The latest message's ``intent_ranking`` goes to the retriever, which fuses it in when tuned to.
     """
 
-    def __init__(self, retriever: Retriever, tickets: TicketStore) -> None:
+    def __init__(self, retriever: Retriever, tickets: TicketStore, recorder: DecisionRecorder | None = None) -> None:
         self.retriever = retriever
         self.tickets = tickets
+        self.recorder = recorder or DecisionRecorder()
 
     def name(self) -> str:
         return "action_answer_from_kb"
@@ -94,15 +108,20 @@ class ActionAnswerFromKb(Action):
             answer = self.retriever.answer(question, intent_scores=intent_ranking(tracker) or None)
         except (KbIndexError, OSError, RuntimeError, ValueError):
             log.exception("knowledge-base lookup failed for %r", mask_pii(question))
+            self.recorder.record(Decision("unavailable", question, intent_name(tracker)))
             dispatcher.utter_message(text=CANNOT_ANSWER, json_message={"kb": {"decision": "unavailable"}})
             return []
         log.info("kb %s (%.3f) for %r", answer.decision, answer.confidence, mask_pii(question))
         asked = tracker.get_slot("kb_clarifications") or 0
+        confidence = float(answer.confidence)
         if answer.decision == "clarify" and asked >= 1:
             answer_dict = answer.to_dict()
             return create_handoff(dispatcher, tracker, self.tickets,
                                   f"still unsure after a clarifying question (best: {answer_dict['title']}, "
-                                  f"confidence {answer.confidence:.2f})")
+                                  f"confidence {answer.confidence:.2f})", self.recorder, "unsure_after_clarifying",
+                                  confidence)
+        if answer.decision in ("answer", "clarify"):
+            self.recorder.record(Decision(answer.decision, question, intent_name(tracker), confidence=confidence))
         if answer.decision == "answer":
             best = answer.best
             dispatcher.utter_message(text=f"{best.chunk.text}\n\nSource: {best.chunk.title}",
@@ -115,23 +134,42 @@ class ActionAnswerFromKb(Action):
                 buttons=[{"title": title, "payload": title} for title in titles],
                 json_message={"kb": answer.to_dict()})
             return [SlotSet("kb_clarifications", float(asked) + 1)]
-        return create_handoff(dispatcher, tracker, self.tickets,
-                              f"no confident answer (confidence {answer.confidence:.2f})")
+        return create_handoff(dispatcher, tracker, self.tickets, f"no confident answer (confidence "
+                              f"{answer.confidence:.2f})", self.recorder, "no_confident_answer", confidence)
 
 
 class ActionHandoff(Action):
     """Create a ticket with the transcript and give the customer its number."""
 
-    def __init__(self, tickets: TicketStore) -> None:
+    def __init__(self, tickets: TicketStore, recorder: DecisionRecorder | None = None) -> None:
         self.tickets = tickets
+        self.recorder = recorder or DecisionRecorder()
 
     def name(self) -> str:
         return "action_handoff"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
-        reason = "customer asked for a person" if intent == "human_handoff" else f"hand-off after intent {intent}"
-        return create_handoff(dispatcher, tracker, self.tickets, reason)
+        intent = intent_name(tracker)
+        if intent == "human_handoff":
+            return create_handoff(dispatcher, tracker, self.tickets, "customer asked for a person", self.recorder,
+                                  "customer_asked")
+        return create_handoff(dispatcher, tracker, self.tickets, f"hand-off after intent {intent}", self.recorder,
+                              "intent_needs_person")
+
+
+class ActionDecline(Action):
+    """A message that is not about banking: say what the bot can help with (``utter_out_of_scope``)."""
+
+    def __init__(self, recorder: DecisionRecorder | None = None) -> None:
+        self.recorder = recorder or DecisionRecorder()
+
+    def name(self) -> str:
+        return "action_decline"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
+        self.recorder.record(Decision("decline", latest_text(tracker), intent_name(tracker)))
+        dispatcher.utter_message(response="utter_out_of_scope")
+        return []
 
 
 class ValidateLostCardForm(FormValidationAction):
@@ -191,6 +229,6 @@ class ActionSubmitLostCard(Action):
         return [SlotSet("card_last4", None), SlotSet("lost_when", None), SlotSet("lost_card_confirm", None)]
 
 
-def make_actions(retriever: Retriever, tickets: TicketStore) -> list[Action]:
-    return [ActionAnswerFromKb(retriever, tickets), ActionHandoff(tickets), ValidateLostCardForm(),
-            ActionSubmitLostCard()]
+def make_actions(retriever: Retriever, tickets: TicketStore, recorder: DecisionRecorder | None = None) -> list[Action]:
+    return [ActionAnswerFromKb(retriever, tickets, recorder), ActionHandoff(tickets, recorder),
+            ActionDecline(recorder), ValidateLostCardForm(), ActionSubmitLostCard()]

@@ -3,7 +3,7 @@
 | variable | default | meaning |
 |---|---|---|
 | ``CS_KB_DIR`` | ``apps/customer_service/knowledge`` | the Markdown knowledge base |
-| ``CS_STATE_DIR`` | ``$TEXTML_VAR_DIR/customer_service`` (``var/customer_service``) | index, tickets, Rasa build |
+| ``CS_STATE_DIR`` | ``$TEXTML_VAR_DIR/customer_service`` (``var/customer_service``) | index, tickets, event log, Rasa |
 | ``CS_EMBEDDER`` | registry ``kb-embedder`` (production) if saved, else ``all-MiniLM-L6-v2`` | retrieval embedder |
 | ``CS_RERANKER`` | registry ``kb-reranker`` (production) if saved, else none; ``none`` turns it off | re-ranker |
 | ``CS_INTENT_MODEL`` | registry ``intent-banking77`` (production) if saved, else ``retrieval`` | intent model |
@@ -74,6 +74,11 @@ class BotSettings:
     @property
     def tickets_db(self) -> Path:
         return self.state_dir / "tickets.sqlite3"
+
+    @property
+    def events_db(self) -> Path:
+        """The decision event log (``events.py``): masked texts, read by ``python -m apps.customer_service report``."""
+        return self.state_dir / "events.sqlite3"
 
     @property
     def rasa_dir(self) -> Path:

@@ -171,10 +171,12 @@ def test_action_server_needs_the_token(bot: dict) -> None:
     assert httpx.post(f"{url}/webhook", json=body, timeout=30).status_code == 401
     assert httpx.post(f"{url}/webhook", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert httpx.get(f"{url}/actions", timeout=10).status_code == 401
+    assert httpx.get(f"{url}/metrics", timeout=10).status_code == 401
     assert httpx.post(f"{url}/intents", json={"texts": ["hello"]}, timeout=30).status_code == 401
     intents = httpx.post(f"{url}/intents", json={"texts": ["my card has not arrived"]}, headers=auth, timeout=30)
     assert intents.status_code == 200 and intents.json()["rankings"][0]
     assert httpx.get(f"{url}/actions", headers=auth, timeout=10).status_code == 200
+    assert "cs_decisions_total" in httpx.get(f"{url}/metrics", headers=auth, timeout=10).text
     assert httpx.get(f"{url}/health", timeout=10).status_code == 200 and httpx.get(f"{url}/").status_code == 200
     assert not [t for t in TicketStore(bot["settings"].tickets_db).list(None) if t.sender_id == "intruder"]
 
