@@ -296,6 +296,15 @@ def train_kb_models(args, splits, documents, registry: Registry) -> tuple[Path, 
     return embedder_path, reranker_path, used
 
 
+def _retrieval_inputs(args, splits):
+    """The knowledge base's documents and ids, the test queries, and each query's relevant documents."""
+    documents = load_knowledge_base(args.kb)
+    doc_ids = [doc.doc_id for doc in documents]
+    test = subsample(splits["test"], args.limit)
+    relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in test.labels]
+    return documents, doc_ids, test, relevant
+
+
 def run_base_retrieval(args, splits) -> dict:
     """``--base-only``: the rows that need no training (BM25, the base embedder), in a minute or two.
 
@@ -304,10 +313,7 @@ def run_base_retrieval(args, splits) -> dict:
     """
     from core.inference.embedder import Embedder
 
-    documents = load_knowledge_base(args.kb)
-    doc_ids = [doc.doc_id for doc in documents]
-    test = subsample(splits["test"], args.limit)
-    relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in test.labels]
+    documents, doc_ids, test, relevant = _retrieval_inputs(args, splits)
     started = time.monotonic()
     results = {"bm25": metrics(bm25_scores(documents, test.texts, doc_ids), relevant)}
     log.info("bm25: %s", results["bm25"])
@@ -328,10 +334,7 @@ def run_retrieval(args, splits, registry: Registry) -> dict:
 
     if args.base_only:
         return run_base_retrieval(args, splits)
-    documents = load_knowledge_base(args.kb)
-    doc_ids = [doc.doc_id for doc in documents]
-    test = subsample(splits["test"], args.limit)
-    relevant = [{i for i, doc in enumerate(documents) if doc.intent == label} for label in test.labels]
+    documents, doc_ids, test, relevant = _retrieval_inputs(args, splits)
     started = time.monotonic()
     results = {"bm25": metrics(bm25_scores(documents, test.texts, doc_ids), relevant)}
     log.info("bm25: %s", results["bm25"])

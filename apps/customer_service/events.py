@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apps.customer_service.masking import mask_pii
+from apps.customer_service.sqlite_file import connect
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,7 @@ class EventLog:
         self.path = Path(path)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=10)
-        connection.row_factory = sqlite3.Row
-        connection.executescript(SCHEMA)
-        return connection
+        return connect(self.path, SCHEMA)
 
     def record(self, decision: Decision) -> None:
         with closing(self._connect()) as db, db:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.customer_service.masking import mask_pii
+from apps.customer_service.sqlite_file import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -54,11 +55,7 @@ class TicketStore:
         self.path = Path(path)
 
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=10)
-        connection.row_factory = sqlite3.Row
-        connection.execute(SCHEMA)
-        return connection
+        return connect(self.path, SCHEMA)
 
     def create(self, sender_id: str, reason: str, transcript: list[dict]) -> Ticket:
         """Store a ticket; every transcript text and the reason are masked before they touch the disk."""
