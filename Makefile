@@ -21,7 +21,7 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: browser bench-quality bench-quality-production bench-quality-gpu bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean
+.PHONY: browser bench-quality bench-quality-production bench-quality-gpu bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean datastores
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ setup: venv rasa-env kafka-jars  ## create both Python environments and fetch th
 
 browser:  ## Debian's candidate chromium for the web-chat browser test (idempotent; apt as root; version recorded in var/browser/)
 	infra/browser/install-chromium.sh
+
+datastores:  ## Debian's candidate PostgreSQL and Redis for the bot's optional tracker and lock stores (idempotent; apt as root; versions in var/apt/)
+	infra/apt-install.sh postgresql='/usr/lib/postgresql/*/bin/postgres' redis-server=redis-server
 
 .tools/bin/uv:
 	$(PYTHON311) -m venv .tools
@@ -48,7 +51,7 @@ rasa-env: $(UV)  ## the Rasa 3.6 server environment ($(RASA_VENV), Python 3.10)
 kafka-jars: venv  ## the Kafka broker's jars from Maven Central (var/kafka/lib)
 	$(PY) -m infra.kafka fetch
 
-test: setup browser  ## run the test suite (starts and stops the services its tests need)
+test: setup browser datastores  ## run the test suite (starts and stops the services its tests need)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv  ## unit tests only (no broker, no Rasa training)

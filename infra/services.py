@@ -10,13 +10,23 @@ setting says otherwise; the ports come from the same variables the apps read:
 | ``FINANCE_METRICS_PORT`` | ``9464`` | finance: Prometheus metrics, its health endpoint |
 | ``RECOMMENDER_HOST`` / ``RECOMMENDER_PORT`` | ``127.0.0.1`` / ``8300`` | recommender HTTP API |
 | ``CS_ACTIONS_PORT`` / ``CS_RASA_PORT`` | ``5055`` / ``5005`` | bot-actions / bot-rasa |
-| ``STACK_SERVICES`` | all | a comma-separated subset, e.g. ``kafka,recommender`` |
+| ``POSTGRES_PORT`` / ``REDIS_PORT`` | ``5432`` / ``6379`` | postgres / redis (optional, on 127.0.0.1 only) |
+| ``CS_TRACKER_STORE`` | ``sqlite`` | the bot's tracker store; ``postgresql`` adds the postgres service |
+| ``CS_LOCK_STORE`` | ``sqlite`` | the bot's lock store; ``redis`` adds the redis service |
+| ``STACK_SERVICES`` | all | a comma-separated subset, e.g. ``kafka,recommender`` (may name postgres, redis) |
+
+The data stores (``infra/postgres.py``, ``infra/redis_server.py``) are optional: ``make up`` runs
+them only when ``CS_TRACKER_STORE`` / ``CS_LOCK_STORE`` ask for them or ``STACK_SERVICES`` names
+them, and starts them before the bot. Their passwords (``POSTGRES_PASSWORD`` / ``REDIS_PASSWORD``,
+default generated into ``$TEXTML_VAR_DIR/secrets/``) are never on a command line.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +48,12 @@ class Service:
     start_seconds: int = 5  # up this long counts as started (shorter exits are retried with back-off)
     # argv words, in this order, that identify the same command started by hand (any one of the tuples)
     signatures: tuple[tuple[str, ...], ...] = ()
+    probe: Callable[[], bool] | None = None  # a health check other than a URL (the data stores)
+    address: str | None = None  # where it answers, for `make status` (default: health_url)
+    user: str | None = None  # the account supervisord runs it as (servers that must not run as root)
+    prepare: tuple[str, ...] = ()  # a command run before the first start (creates data, config, passwords)
+    before_apps: bool = False  # started, and answering, before the apps (with Kafka)
+    stop_signal: str = "TERM"
 
     def matches(self, argv: list[str]) -> bool:
         """True when ``argv`` runs this service's command (whatever interpreter path and options started it)."""
@@ -60,9 +76,64 @@ def var_dir(env: dict[str, str]) -> Path:
     return Path(env.get("TEXTML_VAR_DIR", REPO_ROOT / "var")).resolve()
 
 
-def all_services(env: dict[str, str] | None = None, python: str = sys.executable) -> list[Service]:
-    """Every service in start order (Kafka first), configured from ``env`` (default: the process environment)."""
+def _system_user(name: str) -> str | None:
+    """``name`` when running as root and the account exists (a server must not run as root), else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name).pw_name
+    except KeyError:
+        return None
+
+
+def data_stores(env: dict[str, str], python: str = sys.executable) -> list[Service]:
+    """PostgreSQL and Redis; supervisord runs the servers themselves, ``prepare`` writes their data and config."""
+    from infra import postgres, redis_server
+
+    _port(env, "POSTGRES_PORT", 5432)  # a bad value fails here, as a stack setting
+    _port(env, "REDIS_PORT", 6379)
+    var = var_dir(env)
+    pg = postgres.config_from_env(env, var)
+    redis = redis_server.config_from_env(env, var)
+    return [
+        # SIGINT: PostgreSQL's fast shutdown (SIGTERM waits for every client to disconnect)
+        Service("postgres", tuple(postgres.server_command(pg)), None, needs_kafka=False, start_seconds=3,
+                signatures=(("-m", "infra.postgres", "run"), (str(pg.bin / "postgres"), "-D")),
+                probe=lambda: postgres.answers(pg, env), address=pg.address, user=_system_user("postgres"),
+                prepare=(python, "-m", "infra.postgres", "init"), before_apps=True, stop_signal="INT"),
+        Service("redis", (str(redis.binary), str(redis.config_file)), None, needs_kafka=False, start_seconds=2,
+                signatures=(("-m", "infra.redis_server", "run"), (str(redis.binary), str(redis.config_file))),
+                probe=lambda: redis_server.answers(redis, env), address=redis.address, user=_system_user("redis"),
+                prepare=(python, "-m", "infra.redis_server", "init"), before_apps=True),
+    ]
+
+
+def _wanted(env: dict[str, str]) -> list[str]:
+    return [name.strip() for name in env.get("STACK_SERVICES", "").split(",") if name.strip()]
+
+
+def known_services(env: dict[str, str] | None = None, python: str = sys.executable) -> list[Service]:
+    """Every service there is, optional ones included (for supervisord's programs and ``make down``)."""
     env = dict(os.environ if env is None else env)
+    services = _core_services(env, python)
+    return services[:1] + data_stores(env, python) + services[1:]
+
+
+def all_services(env: dict[str, str] | None = None, python: str = sys.executable) -> list[Service]:
+    """Every service ``make up`` runs, in start order (Kafka first), configured from ``env`` (default: the process
+    environment): the data stores only when ``CS_TRACKER_STORE`` / ``CS_LOCK_STORE`` or ``STACK_SERVICES`` ask."""
+    env = dict(os.environ if env is None else env)
+    wanted = set(_wanted(env))
+    if env.get("CS_TRACKER_STORE", "").strip().lower() == "postgresql":
+        wanted.add("postgres")
+    if env.get("CS_LOCK_STORE", "").strip().lower() == "redis":
+        wanted.add("redis")
+    optional = {s.name for s in data_stores(env, python)}
+    return [s for s in known_services(env, python) if s.name not in optional or s.name in wanted]
+
+
+def _core_services(env: dict[str, str], python: str) -> list[Service]:
+    """Kafka, the finance stream, the recommender and the bot, in start order."""
     finance = _port(env, "FINANCE_METRICS_PORT", 9464)
     rec_host, rec_port = env.get("RECOMMENDER_HOST", "127.0.0.1"), _port(env, "RECOMMENDER_PORT", 8300)
     actions, rasa = _port(env, "CS_ACTIONS_PORT", 5055), _port(env, "CS_RASA_PORT", 5005)
@@ -91,9 +162,9 @@ def selected_services(env: dict[str, str] | None = None, python: str = sys.execu
     """The services ``STACK_SERVICES`` names (all when unset), in start order."""
     env = dict(os.environ if env is None else env)
     services = all_services(env, python)
-    wanted = [name.strip() for name in env.get("STACK_SERVICES", "").split(",") if name.strip()]
-    unknown = sorted(set(wanted) - {s.name for s in services})
+    wanted = _wanted(env)
+    unknown = sorted(set(wanted) - {s.name for s in known_services(env, python)})
     if unknown:
         raise ServiceConfigError(f"STACK_SERVICES names {unknown}, which are not services; "
-                                 f"expected some of: {', '.join(s.name for s in services)}")
+                                 f"expected some of: {', '.join(s.name for s in known_services(env, python))}")
     return [s for s in services if s.name in wanted] if wanted else services

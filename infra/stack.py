@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -24,7 +25,15 @@ from pathlib import Path
 from infra.kafka import broker
 from infra.kafka.__main__ import config_from_env, external_cluster
 from infra.procs import alive, all_pids, argv_of, cwd_of, environ_of, tail
-from infra.services import REPO_ROOT, Service, ServiceConfigError, all_services, selected_services, var_dir
+from infra.services import (
+    REPO_ROOT,
+    Service,
+    ServiceConfigError,
+    all_services,
+    known_services,
+    selected_services,
+    var_dir,
+)
 from infra.supervisor import Paths, Supervisor, SupervisorError, render_config
 
 START_TIMEOUT_S = 900.0  # a first start trains the demo sentiment model and the Rasa model
@@ -53,6 +62,8 @@ def answers(url: str, timeout_s: float = 2.0) -> bool:
 
 
 def healthy(service: Service) -> bool:
+    if service.probe is not None:
+        return service.probe()
     return broker.answers_metadata(_kafka_servers(), timeout_s=2.0) if service.health_url is None \
         else answers(service.health_url)
 
@@ -71,20 +82,33 @@ def up(timeout_s: float = START_TIMEOUT_S) -> int:
                    "TEXTML_RECOMMENDER_DIR": os.environ.get("TEXTML_RECOMMENDER_DIR",
                                                             str(paths.var_dir / "recommender"))}
     supervisor = Supervisor(paths)
+    for service in supervised:
+        _prepare(service)
     pid = supervisor.start(render_config(paths, all_services(), environment))
     print(f"supervisord (pid {pid}) supervises {', '.join(s.name for s in supervised) or 'nothing'}; "
           f"logs in {paths.log_dir}/")
     deadline = time.monotonic() + timeout_s
-    if any(s.name == "kafka" for s in supervised):
-        supervisor.start_program("kafka")
-        _wait(supervisor, [s for s in supervised if s.name == "kafka"], deadline)
-    elif any(s.needs_kafka for s in supervised):
+    first = [s for s in supervised if s.name == "kafka" or s.before_apps]  # Kafka and the data stores
+    for service in first:
+        supervisor.start_program(service.name)
+    _wait(supervisor, first, deadline)
+    if not any(s.name == "kafka" for s in supervised) and any(s.needs_kafka for s in supervised):
         _wait_for_external_kafka(kafka_servers, deadline)
-    rest = [s for s in supervised if s.name != "kafka"]
+    rest = [s for s in supervised if s not in first]
     for service in rest:
         supervisor.start_program(service.name)
     _wait(supervisor, rest, deadline)
     return status()
+
+
+def _prepare(service: Service) -> None:
+    """Run a service's one-off preparation (a data store's cluster, config and password) before it starts."""
+    if not service.prepare:
+        return
+    result = subprocess.run(service.prepare, cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise StackError(f"{service.name} could not be prepared (`{' '.join(service.prepare[1:])}` exited "
+                         f"{result.returncode}):\n{(result.stdout + result.stderr).strip()}")
 
 
 def _wait_for_external_kafka(servers: str, deadline: float) -> None:
@@ -135,7 +159,7 @@ def down(timeout_s: float = 120.0) -> int:
     if broker.stop(config_from_env(), timeout_s=timeout_s):
         print("Kafka (from make kafka-up) stopped")
     for service, process in hand_started(paths.var_dir):
-        _terminate(process, timeout_s)
+        _terminate(process, timeout_s, getattr(signal, f"SIG{service.stop_signal}"))
         print(f"{service.name} started by hand (pid {process}) stopped")
     return 0
 
@@ -143,7 +167,7 @@ def down(timeout_s: float = 120.0) -> int:
 def hand_started(var: Path) -> list[tuple[Service, int]]:
     """Processes running a service's command for this checkout and this ``var/`` that supervisord does not own."""
     found = []
-    services = all_services(dict(os.environ))
+    services = known_services(dict(os.environ))
     for pid in all_pids():
         if pid == os.getpid():
             continue
@@ -167,9 +191,9 @@ def _belongs(pid: int, argv: list[str], var: Path) -> bool:
     return own_var.resolve() == var
 
 
-def _terminate(pid: int, timeout_s: float) -> None:
+def _terminate(pid: int, timeout_s: float, stop_signal: int = signal.SIGTERM) -> None:
     try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, stop_signal)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout_s
@@ -200,7 +224,7 @@ def status() -> int:
         ok = healthy(service)
         all_ok &= ok
         state = info.get("statename", "-")
-        where = _kafka_servers() if service.health_url is None else service.health_url
+        where = service.address or service.health_url or _kafka_servers()
         if service.name == "kafka" and state in ("-", "STOPPED") and ok:
             state = "external" if external_cluster(config_from_env()) else "unsupervised"
         print(f"{service.name:12} {state:9} {info.get('pid') or '-':>7} {_uptime(info):>9} "

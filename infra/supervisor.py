@@ -95,6 +95,7 @@ serverurl=unix://{_escape(str(paths.socket))}
 """]
     for service in services:
         command = " ".join(_escape(_shell_word(word)) for word in service.command)
+        user = f"user={_escape(service.user)}\n" if service.user else ""
         sections.append(f"""[program:{service.name}]
 command={command}
 directory={_escape(str(REPO_ROOT))}
@@ -102,7 +103,7 @@ autostart=false
 autorestart=true
 startsecs={service.start_seconds}
 startretries={START_RETRIES}
-stopsignal=TERM
+stopsignal={service.stop_signal}
 stopwaitsecs={STOP_WAIT_S}
 stopasgroup=true
 killasgroup=true
@@ -111,7 +112,7 @@ stdout_logfile={_escape(str(paths.log_dir / f"{service.name}.log"))}
 stdout_logfile_maxbytes=20MB
 stdout_logfile_backups=3
 environment={env_line}
-""")
+{user}""")
     return "\n".join(sections)
 
 
