@@ -96,9 +96,12 @@ serverurl=unix://{_escape(str(paths.socket))}
     for service in services:
         command = " ".join(_escape(_shell_word(word)) for word in service.command)
         user = f"user={_escape(service.user)}\n" if service.user else ""
+        # a program run as another user (a data store) needs nothing from the checkout, which that user
+        # may not be allowed to enter (a clone under /root): it starts in its own data folder's parent
+        folder = paths.var_dir if service.user else REPO_ROOT
         sections.append(f"""[program:{service.name}]
 command={command}
-directory={_escape(str(REPO_ROOT))}
+directory={_escape(str(folder))}
 autostart=false
 autorestart=true
 startsecs={service.start_seconds}
