@@ -53,3 +53,11 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[broker.Br
 @pytest.fixture(scope="session")
 def kafka_bootstrap(kafka_broker: broker.BrokerConfig | None) -> str:
     return os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS") or kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def datastore_binaries() -> None:
+    """PostgreSQL and Redis from Debian's packages, installed when missing (skips only when apt cannot)."""
+    from tests.infra.datastore_servers import install_or_skip
+
+    install_or_skip()

@@ -95,9 +95,17 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 def cmd_rasa(args: argparse.Namespace) -> int:
-    from apps.customer_service.rasa_project import assemble, environment, needs_training, server_command, train
+    from apps.customer_service.rasa_project import (
+        assemble,
+        environment,
+        needs_training,
+        server_command,
+        store_passwords,
+        train,
+    )
 
     settings = _settings(args)
+    store_passwords(settings)  # a configured data store without a password fails before any training
     if needs_training(settings, assemble(settings)):
         train(settings)
     project = assemble(settings)
@@ -226,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("actions", help="run the action server (actions, /intents, web chat page at /)")
     p.set_defaults(func=cmd_actions)
 
-    p = sub.add_parser("rasa", help="run the Rasa server (REST + socket.io, SQLite tracker store); trains if needed")
+    p = sub.add_parser("rasa", help="run the Rasa server (REST + socket.io; tracker store: CS_TRACKER_STORE, "
+                       "SQLite by default); trains if needed")
     p.set_defaults(func=cmd_rasa)
 
     p = sub.add_parser("thresholds", help="show the thresholds in effect and where they come from (tuned on dev "

@@ -16,6 +16,12 @@
 | ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | tuned, else ``RetrievalConfig`` | thresholds on the final score |
 | ``CS_FALLBACK_THRESHOLD`` | tuned, else ``0.35`` | intent confidence below which Rasa predicts ``nlu_fallback`` |
 | ``CS_INFERENCE_THREADS`` | ``1`` | torch threads in the action server (one query at a time: 1 is fastest) |
+| ``CS_TRACKER_STORE`` | ``sqlite`` | tracker store: ``sqlite`` (embedded, ``<state>/rasa/``) or ``postgresql`` |
+| ``CS_LOCK_STORE`` | ``memory`` | lock store: ``memory`` (one Rasa server) or ``redis`` (replicas share locks) |
+| ``POSTGRES_HOST`` / ``POSTGRES_PORT`` | ``127.0.0.1`` / ``5432`` | PostgreSQL server (database and role ``rasa``) |
+| ``POSTGRES_PASSWORD`` | ``$TEXTML_VAR_DIR/secrets/postgres_password`` | the ``rasa`` role's password |
+| ``REDIS_HOST`` / ``REDIS_PORT`` | ``127.0.0.1`` / ``6379`` | Redis server (lock store in database ``1``) |
+| ``REDIS_PASSWORD`` | ``$TEXTML_VAR_DIR/secrets/redis_password`` | Redis ``requirepass`` password |
 
 Both servers listen on loopback by default: put a proxy in front to expose them. Rasa's HTTP API
 (``/status``, ``/conversations/...``, ``/model/...``) needs its token; its channels (REST,
@@ -25,6 +31,12 @@ environment must be at least 16 URL-safe characters (``A-Z a-z 0-9 - _ . ~``); `
 generates the others into files of mode 0600 (``cat var/customer_service/secrets/rasa_token``).
 Error messages never show a token. ``CS_WEB_ORIGINS`` defaults to the origins of the web chat
 page, which the action server serves; ``*`` allows any.
+
+Replicas: with ``CS_TRACKER_STORE=postgresql`` and ``CS_LOCK_STORE=redis`` several Rasa servers share
+conversations and their locks (``infra/postgres.py`` and ``infra/redis_server.py`` run the servers; the
+``POSTGRES_*`` / ``REDIS_*`` names and defaults are theirs). The passwords reach Rasa only through its
+environment (``rasa_project.environment``); the assembled ``endpoints.yml`` says ``${CS_POSTGRES_PASSWORD}``
+and ``${CS_REDIS_PASSWORD}``. A password that is neither set nor in its file is reported when Rasa starts.
 """
 
 from __future__ import annotations
@@ -59,6 +71,17 @@ class BotSettings:
     # from CS_RASA_TOKEN / CS_ACTIONS_TOKEN; None: generated into secrets_dir (tokens.py). Never in repr.
     rasa_token: str | None = field(default=None, repr=False)
     actions_token: str | None = field(default=None, repr=False)
+    var_dir: Path = REPO_ROOT / "var"  # TEXTML_VAR_DIR: where the data stores keep their generated passwords
+    tracker_store: str = "sqlite"  # or "postgresql"
+    lock_store: str = "memory"  # or "redis"
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_db: int = 1  # Rasa's default lock-store database
+    # from POSTGRES_PASSWORD / REDIS_PASSWORD; None: the file infra wrote ($TEXTML_VAR_DIR/secrets/). Never in repr.
+    postgres_password: str | None = field(default=None, repr=False)
+    redis_password: str | None = field(default=None, repr=False)
     inference_threads: int = 1  # one short text per request: extra threads only add OpenMP spin-waiting
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     # FallbackClassifier threshold written into the assembled Rasa config. The default suits the
@@ -151,6 +174,15 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         rasa_token=_token(env, "CS_RASA_TOKEN"),
         actions_token=_token(env, "CS_ACTIONS_TOKEN"),
         inference_threads=_threads(env.get("CS_INFERENCE_THREADS", "1")),
+        var_dir=var_dir,
+        tracker_store=_choice(env, "CS_TRACKER_STORE", TRACKER_STORES),
+        lock_store=_choice(env, "CS_LOCK_STORE", LOCK_STORES),
+        postgres_host=_store_host(env, "POSTGRES_HOST"),
+        postgres_port=_port(env, "POSTGRES_PORT", 5432),
+        redis_host=_store_host(env, "REDIS_HOST"),
+        redis_port=_port(env, "REDIS_PORT", 6379),
+        postgres_password=_password(env, "POSTGRES_PASSWORD"),
+        redis_password=_password(env, "REDIS_PASSWORD"),
     )
     settings = apply_tuned(settings, tuned_file(env, var_dir))
     fallback = env.get("CS_FALLBACK_THRESHOLD")
@@ -169,6 +201,38 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         settings = replace(settings, retrieval=replace(settings.retrieval, **{scale: thresholds}), threshold_sources={
             **settings.threshold_sources, "retrieval": "CS_ANSWER_THRESHOLD / CS_CLARIFY_THRESHOLD"})
     return settings
+
+
+TRACKER_STORES = ("sqlite", "postgresql")  # the first is the default
+LOCK_STORES = ("memory", "redis")
+
+
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case and surrounding spaces ignored, as ``infra/services.py`` reads it); unset: the first."""
+    value = env.get(name, "")
+    choice = value.strip().lower() or choices[0]
+    if choice not in choices:
+        raise ValueError(f"{name}={value!r} is not a supported store; expected one of: {', '.join(choices)} "
+                         f"(default {choices[0]})")
+    return choice
+
+
+def _store_host(env: dict[str, str], name: str) -> str:
+    value = env.get(name) or "127.0.0.1"
+    if not HOST.fullmatch(value):
+        raise ValueError(f"{name}={value!r} is not a host to connect to; expected an IP address or host name, "
+                         "e.g. 127.0.0.1 (the default: infra/ runs the data stores on loopback)")
+    return value
+
+
+def _password(env: dict[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if not value:
+        return None
+    if "\n" in value or "\0" in value:  # as infra/datastores.py; the message leaves the value out: it is a secret
+        raise ValueError(f"{name} contains a line break or NUL ({len(value)} characters); choose a password "
+                         "without them, or unset it to use the generated one")
+    return value
 
 
 def _port(env: dict[str, str], name: str, default: int) -> int:

@@ -17,7 +17,6 @@ import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,58 +27,18 @@ from infra import postgres, redis_server
 from infra.procs import alive, argv_of
 from infra.services import all_services, known_services
 from infra.supervisor import Paths, Supervisor
+from tests.infra.datastore_servers import REPO_ROOT
+from tests.infra.datastore_servers import env_for as _env
+from tests.infra.datastore_servers import logs as _logs
+from tests.infra.datastore_servers import new_var as _var
+from tests.infra.datastore_servers import stack as _stack
 from tests.infra.test_stack import _free_port, _listening, _loopback
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 RESTART_LIMIT_S = 30.0
-SETTINGS = ("STACK_SERVICES", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "CS_TRACKER_STORE", "CS_LOCK_STORE",
-            "TEXTML_RECOMMENDER_DIR")
-
-
-def _installed() -> bool:
-    try:
-        postgres.bin_dir()
-    except postgres.DataStoreError:
-        return False
-    return shutil.which("redis-server") is not None
 
 
 @pytest.fixture(scope="module")
-def binaries() -> None:
-    """Install the two Debian packages when missing (as `make datastores` does); skip only if apt cannot."""
-    if _installed():
-        return
-    result = subprocess.run([str(REPO_ROOT / "infra" / "apt-install.sh"),
-                             "postgresql=/usr/lib/postgresql/*/bin/postgres", "redis-server=redis-server"],
-                            capture_output=True, text=True)
-    if result.returncode != 0 or not _installed():
-        pytest.skip(f"PostgreSQL/Redis binaries absent and apt could not install them: {result.stderr[-500:]}")
-
-
-def _env(var: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in SETTINGS}
-    return {**env, "TEXTML_VAR_DIR": str(var), "KAFKA_PORT": os.environ.get("TEST_KAFKA_PORT", "29192"), **extra}
-
-
-def _var() -> Path:
-    """A temporary var/ that the `postgres` and `redis` users may pass through (pytest's tmp_path is 0700)."""
-    var = Path(tempfile.mkdtemp(prefix="textml-datastores-"))
-    var.chmod(0o711)
-    return var
-
-
-def _stack(command: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.stack", command], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _logs(var: Path) -> str:
-    return "".join(f"\n--- {log.name}\n{log.read_text(errors='replace')[-2000:]}"
-                   for log in sorted((var / "log").glob("*.log")))
-
-
-@pytest.fixture(scope="module")
-def stores(binaries: None) -> Iterator[dict]:
+def stores(datastore_binaries: None) -> Iterator[dict]:
     var = _var()
     env = _env(var, STACK_SERVICES="postgres,redis", POSTGRES_PORT=str(_free_port()), REDIS_PORT=str(_free_port()))
     try:
@@ -116,7 +75,7 @@ def test_the_installer_pins_no_version_and_setup_does_not_need_it() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root switches to the postgres user")
-def test_a_var_folder_the_postgres_user_cannot_reach_is_refused(tmp_path: Path, binaries: None) -> None:
+def test_a_var_folder_the_postgres_user_cannot_reach_is_refused(tmp_path: Path, datastore_binaries: None) -> None:
     closed = tmp_path / "closed"
     closed.mkdir(mode=0o700)
     result = subprocess.run([sys.executable, "-m", "infra.postgres", "init"], cwd=REPO_ROOT, capture_output=True,

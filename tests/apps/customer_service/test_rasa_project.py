@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,9 +12,10 @@ import yaml
 
 from apps.customer_service.__main__ import build_parser
 from apps.customer_service.knowledge_base import load_knowledge_base
-from apps.customer_service.rasa_project import assemble, environment, server_command
+from apps.customer_service.rasa_project import StoreConfigError, assemble, environment, server_command
 from apps.customer_service.settings import APP_DIR, REPO_ROOT, BotSettings
 from apps.customer_service.tokens import actions_token, rasa_token
+from infra.rasa import rasa_executable
 
 
 def test_assembled_project_covers_every_intent(tmp_path: Path) -> None:
@@ -69,3 +73,100 @@ def test_help_documents_every_command(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     for command in ("ingest", "ask", "tickets", "train", "actions", "rasa", "chat", "demo", "thresholds"):
         assert command in out
+
+
+def _store_settings(tmp_path: Path, **overrides) -> BotSettings:
+    values = {"state_dir": tmp_path / "state", "var_dir": tmp_path / "var", "actions_port": 6055,
+              "tracker_store": "postgresql", "lock_store": "redis", "postgres_port": 15432, "redis_port": 16379}
+    return BotSettings(**{**values, **overrides})
+
+
+def _write_secret(var: Path, name: str, value: str) -> None:
+    (var / "secrets").mkdir(parents=True, exist_ok=True)
+    (var / "secrets" / name).write_text(value + "\n")
+
+
+def test_postgresql_tracker_store_and_redis_lock_store_with_passwords_from_the_environment(tmp_path: Path) -> None:
+    settings = _store_settings(tmp_path)
+    _write_secret(settings.var_dir, "postgres_password", "pg-generated-password")
+    _write_secret(settings.var_dir, "redis_password", "redis-generated-password")
+    project = assemble(settings)
+    text = (project / "endpoints.yml").read_text()
+    endpoints = yaml.safe_load(text)
+    assert endpoints["tracker_store"] == {"type": "SQL", "dialect": "postgresql", "url": "127.0.0.1", "port": 15432,
+                                          "db": "rasa", "username": "rasa", "password": "${CS_POSTGRES_PASSWORD}"}
+    assert endpoints["lock_store"] == {"type": "redis", "url": "127.0.0.1", "port": 16379,
+                                       "password": "${CS_REDIS_PASSWORD}", "db": 1}
+    assert endpoints["action_endpoint"]["headers"] == {"Authorization": "Bearer ${CS_ACTIONS_TOKEN}"}
+    # Rasa expands ${...} only in plain scalars: none of them may be quoted
+    for line in ("password: ${CS_POSTGRES_PASSWORD}", "password: ${CS_REDIS_PASSWORD}",
+                 "Authorization: Bearer ${CS_ACTIONS_TOKEN}"):
+        assert line in text
+    env = environment(settings, project)
+    assert (env["CS_POSTGRES_PASSWORD"], env["CS_REDIS_PASSWORD"]) == ("pg-generated-password",
+                                                                      "redis-generated-password")
+    files = [path for path in project.rglob("*") if path.is_file()]
+    assert not [path for path in files if "generated-password" in path.read_text(errors="replace")]
+    assert "generated-password" not in " ".join(server_command(settings))
+    given = environment(replace(settings, postgres_password="pg-given-password"), project)
+    assert given["CS_POSTGRES_PASSWORD"] == "pg-given-password"  # POSTGRES_PASSWORD wins over the file
+    training = environment(settings, project, stores=False)
+    assert "CS_POSTGRES_PASSWORD" not in training and "CS_REDIS_PASSWORD" not in training
+
+
+def test_the_sqlite_default_gets_no_store_passwords(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CS_POSTGRES_PASSWORD", "leaked-from-the-caller")
+    settings = BotSettings(state_dir=tmp_path)
+    project = assemble(settings)
+    assert "lock_store" not in yaml.safe_load((project / "endpoints.yml").read_text())
+    assert "CS_POSTGRES_PASSWORD" not in environment(settings, project)
+
+
+def test_a_configured_store_without_a_password_says_how_to_get_one(tmp_path: Path) -> None:
+    settings = _store_settings(tmp_path, lock_store="memory")
+    project = assemble(settings)
+    with pytest.raises(StoreConfigError, match=r"no password for the postgres store: set POSTGRES_PASSWORD, or start "
+                                               r"the server first .*var/secrets/postgres_password"):
+        environment(settings, project)
+    assert "lock_store" not in yaml.safe_load((project / "endpoints.yml").read_text())
+
+
+@pytest.mark.rasa
+@pytest.mark.slow
+def test_rasa_reads_the_stores_and_expands_the_passwords(tmp_path: Path) -> None:
+    """Rasa 3.6's own endpoint reader: the kwargs its SQLTrackerStore and RedisLockStore get."""
+    settings = _store_settings(tmp_path, postgres_password="pg-given-password", redis_password="redis-given-password")
+    project = assemble(settings)
+    code = ("import json; from rasa.core.utils import read_endpoints_from_path as r; e = r('endpoints.yml'); "
+            "print(json.dumps([e.tracker_store.type, e.tracker_store.url, e.tracker_store.kwargs, "
+            "e.lock_store.type, e.lock_store.url, e.lock_store.kwargs]))")
+    result = subprocess.run([str(rasa_executable().with_name("python")), "-c", code], cwd=project,
+                            env=environment(settings, project), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    tracker_type, tracker_url, tracker, lock_type, lock_url, lock = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (tracker_type, tracker_url, lock_type, lock_url) == ("SQL", "127.0.0.1", "redis", "127.0.0.1")
+    assert tracker == {"dialect": "postgresql", "port": 15432, "db": "rasa", "username": "rasa",
+                       "password": "pg-given-password"}
+    assert lock == {"port": 16379, "password": "redis-given-password", "db": 1}
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"CS_TRACKER_STORE": "postgresql"}, "error: no password for the postgres store: set POSTGRES_PASSWORD"),
+    ({"CS_LOCK_STORE": "redis"}, "error: no password for the redis store: set REDIS_PASSWORD"),
+    ({"CS_TRACKER_STORE": "mongodb"}, "error: CS_TRACKER_STORE='mongodb' is not a supported store; expected one of: "
+                                      "sqlite, postgresql"),
+])
+def test_rasa_command_names_a_bad_store_setting_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture, settings: dict,
+                                                                 message: str) -> None:
+    from apps.customer_service.__main__ import main
+
+    for name in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "CS_TRACKER_STORE", "CS_LOCK_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {"TEXTML_VAR_DIR": str(tmp_path / "var"), "CS_STATE_DIR": str(tmp_path / "state"),
+                        "CS_EMBEDDER": "all-MiniLM-L6-v2", "CS_RERANKER": "none", "CS_INTENT_MODEL": "retrieval",
+                        **settings}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["rasa"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "state" / "rasa" / "models").exists()  # nothing was trained
