@@ -12,7 +12,7 @@ setting says otherwise; the ports come from the same variables the apps read:
 | ``CS_ACTIONS_PORT`` / ``CS_RASA_PORT`` | ``5055`` / ``5005`` | bot-actions / bot-rasa |
 | ``POSTGRES_PORT`` / ``REDIS_PORT`` | ``5432`` / ``6379`` | postgres / redis (optional, on 127.0.0.1 only) |
 | ``CS_TRACKER_STORE`` | ``sqlite`` | the bot's tracker store; ``postgresql`` adds the postgres service |
-| ``CS_LOCK_STORE`` | ``sqlite`` | the bot's lock store; ``redis`` adds the redis service |
+| ``CS_LOCK_STORE`` | ``memory`` | the bot's lock store (Rasa's in-memory one); ``redis`` adds the redis service |
 | ``STACK_SERVICES`` | all | a comma-separated subset, e.g. ``kafka,recommender`` (may name postgres, redis) |
 
 The data stores (``infra/postgres.py``, ``infra/redis_server.py``) are optional: ``make up`` runs
