@@ -12,8 +12,10 @@ import os
 import pwd
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class DataStoreError(RuntimeError):
@@ -100,3 +102,48 @@ def check_traversable(path: Path, account: RunAs) -> None:
             raise DataStoreError(f"{folder} (mode {info.st_mode & 0o777:o}) does not let the {account.name!r} user "
                                  f"reach {path}; allow it with `chmod o+x {folder}`, or set TEXTML_VAR_DIR to a "
                                  "folder it can reach")
+
+
+@dataclass(frozen=True)
+class StoreCommands:
+    """One data store's ``python -m`` command line: how to configure, prepare, run and probe it."""
+
+    prog: str
+    label: str                                   # its name in status lines, e.g. "postgres"
+    description: str
+    init_help: str
+    status_help: str
+    config_from_env: Callable[[dict[str, str], Path], Any]
+    init: Callable[[Any, dict[str, str]], str]   # returns what it did, for people
+    run: Callable[[Any, dict[str, str]], None]
+    answers: Callable[[Any, dict[str, str]], bool]
+
+
+def store_main(commands: StoreCommands, argv: list[str] | None = None) -> int:
+    """``init|run|status`` for a data store; errors are printed with what to do, exit code 1."""
+    import argparse
+    import sys
+
+    from infra.services import var_dir
+
+    parser = argparse.ArgumentParser(prog=commands.prog, description=commands.description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["init", "run", "status"],
+                        help=f"init: {commands.init_help}; run: the server in the foreground (for supervisord); "
+                             f"status: {commands.status_help}")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    try:
+        config = commands.config_from_env(env, var_dir(env))
+        if args.command == "init":
+            print(commands.init(config, env))
+        elif args.command == "run":
+            commands.run(config, env)
+        else:
+            ok = commands.answers(config, env)
+            print(f"{commands.label:9} {'up' if ok else 'down':5} {config.address}")
+            return 0 if ok else 3
+    except DataStoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -20,14 +20,22 @@ Environment (read here only):
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.datastores import DataStoreError, RunAs, check_traversable, own_folder, password, run_as
+from infra.datastores import (
+    DataStoreError,
+    RunAs,
+    StoreCommands,
+    check_traversable,
+    own_folder,
+    password,
+    run_as,
+    store_main,
+)
 
 PACKAGES = Path("/usr/lib/postgresql")
 HOST = "127.0.0.1"
@@ -179,32 +187,16 @@ def answers(config: PostgresConfig, env: dict[str, str], timeout_s: float = 2.0)
     return result.returncode == 0 and result.stdout.strip() == "1"
 
 
+def _init_said(config: PostgresConfig, env: dict[str, str]) -> str:
+    return f"PostgreSQL cluster {'created' if init(config, env) else 'already'} in {config.data_dir}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from infra.services import var_dir
-
-    parser = argparse.ArgumentParser(prog="python -m infra.postgres", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["init", "run", "status"],
-                        help="init: create the cluster once; run: the server in the foreground (for supervisord); "
-                             "status: say whether `rasa` can log in and query")
-    args = parser.parse_args(argv)
-    env = dict(os.environ)
-    try:
-        config = config_from_env(env, var_dir(env))
-        if args.command == "init":
-            created = init(config, env)
-            print(f"PostgreSQL cluster {'created' if created else 'already'} in {config.data_dir}")
-        elif args.command == "run":
-            run(config, env)
-        else:
-            ok = answers(config, env)
-            print(f"postgres  {'up' if ok else 'down':5} {config.address}")
-            return 0 if ok else 3
-    except DataStoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
+    return store_main(StoreCommands(
+        prog="python -m infra.postgres", label="postgres", description=__doc__, init_help="create the cluster once",
+        status_help="say whether `rasa` can log in and query",
+        config_from_env=config_from_env, init=_init_said, run=run, answers=answers),
+        argv)
 
 if __name__ == "__main__":
     sys.exit(main())

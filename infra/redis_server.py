@@ -16,7 +16,6 @@ Environment (read here only):
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import socket
@@ -24,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.datastores import DataStoreError, check_traversable, own_folder, password, run_as
+from infra.datastores import DataStoreError, StoreCommands, check_traversable, own_folder, password, run_as, store_main
 
 HOST = "127.0.0.1"
 SECRET = "redis_password"
@@ -145,32 +144,17 @@ def answers(config: RedisConfig, env: dict[str, str], timeout_s: float = 2.0) ->
         return False
 
 
+def _init_said(config: RedisConfig, env: dict[str, str]) -> str:
+    init(config, env)
+    return f"Redis configuration written to {config.config_file}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    from infra.services import var_dir
-
-    parser = argparse.ArgumentParser(prog="python -m infra.redis_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["init", "run", "status"],
-                        help="init: write redis.conf; run: the server in the foreground (for supervisord); "
-                             "status: say whether it answers AUTH + PING")
-    args = parser.parse_args(argv)
-    env = dict(os.environ)
-    try:
-        config = config_from_env(env, var_dir(env))
-        if args.command == "init":
-            init(config, env)
-            print(f"Redis configuration written to {config.config_file}")
-        elif args.command == "run":
-            run(config, env)
-        else:
-            ok = answers(config, env)
-            print(f"redis     {'up' if ok else 'down':5} {config.address}")
-            return 0 if ok else 3
-    except DataStoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
+    return store_main(StoreCommands(
+        prog="python -m infra.redis_server", label="redis", description=__doc__, init_help="write redis.conf",
+        status_help="say whether it answers AUTH + PING",
+        config_from_env=config_from_env, init=_init_said, run=run, answers=answers),
+        argv)
 
 if __name__ == "__main__":
     sys.exit(main())
