@@ -34,7 +34,7 @@ from infra.services import (
     selected_services,
     var_dir,
 )
-from infra.supervisor import Paths, Supervisor, SupervisorError, render_config
+from infra.supervisor import START_RETRIES, Paths, Supervisor, SupervisorError, render_config
 
 START_TIMEOUT_S = 900.0  # a first start trains the demo sentiment model and the Rasa model
 
@@ -133,7 +133,7 @@ def _wait(supervisor: Supervisor, services: list[Service], deadline: float) -> N
         for name in waiting:
             if states.get(name, {}).get("statename") == "FATAL":
                 log = supervisor.paths.log_dir / f"{name}.log"
-                raise StackError(f"{name} failed to start {supervisor_retries()} times; last lines of {log}:\n"
+                raise StackError(f"{name} failed to start {START_RETRIES} times; last lines of {log}:\n"
                                  f"{tail(log)}")
         if time.monotonic() > deadline:
             raise StackError(f"{', '.join(waiting)} did not answer in time; see {supervisor.paths.log_dir}/")
@@ -142,12 +142,6 @@ def _wait(supervisor: Supervisor, services: list[Service], deadline: float) -> N
                   f"{supervisor.paths.log_dir}/)", flush=True)
             reported = time.monotonic()
         time.sleep(0.5)
-
-
-def supervisor_retries() -> int:
-    from infra.supervisor import START_RETRIES
-
-    return START_RETRIES
 
 
 def down(timeout_s: float = 120.0) -> int:

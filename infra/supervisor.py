@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -121,8 +122,6 @@ environment={env_line}
 
 def _shell_word(word: str) -> str:
     """supervisord splits ``command`` like a shell (shlex): quote words that need it."""
-    import shlex
-
     return shlex.quote(word)
 
 

@@ -177,9 +177,9 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         var_dir=var_dir,
         tracker_store=_choice(env, "CS_TRACKER_STORE", TRACKER_STORES),
         lock_store=_choice(env, "CS_LOCK_STORE", LOCK_STORES),
-        postgres_host=_store_host(env, "POSTGRES_HOST"),
+        postgres_host=_host(env, "POSTGRES_HOST", CONNECT_HINT),
         postgres_port=_port(env, "POSTGRES_PORT", 5432),
-        redis_host=_store_host(env, "REDIS_HOST"),
+        redis_host=_host(env, "REDIS_HOST", CONNECT_HINT),
         redis_port=_port(env, "REDIS_PORT", 6379),
         postgres_password=_password(env, "POSTGRES_PASSWORD"),
         redis_password=_password(env, "REDIS_PASSWORD"),
@@ -217,14 +217,6 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
     return choice
 
 
-def _store_host(env: dict[str, str], name: str) -> str:
-    value = env.get(name) or "127.0.0.1"
-    if not HOST.fullmatch(value):
-        raise ValueError(f"{name}={value!r} is not a host to connect to; expected an IP address or host name, "
-                         "e.g. 127.0.0.1 (the default: infra/ runs the data stores on loopback)")
-    return value
-
-
 def _password(env: dict[str, str], name: str) -> str | None:
     value = env.get(name)
     if not value:
@@ -247,11 +239,16 @@ ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(?::\d{1,5})?
 TOKEN = re.compile(r"[A-Za-z0-9._~-]{16,}")
 
 
-def _host(env: dict[str, str], name: str) -> str:
+LISTEN_HINT = "to listen on", "e.g. 127.0.0.1 (loopback, the default) or 0.0.0.0 (every interface)"
+CONNECT_HINT = "to connect to", "e.g. 127.0.0.1 (the default: infra/ runs the data stores on loopback)"
+
+
+def _host(env: dict[str, str], name: str, hint: tuple[str, str] = LISTEN_HINT) -> str:
+    """``name``'s host (default 127.0.0.1); ``hint`` says what it is for and gives an example, for the error."""
     value = env.get(name) or "127.0.0.1"
     if not HOST.fullmatch(value):
-        raise ValueError(f"{name}={value!r} is not a host to listen on; expected an IP address or host name, "
-                         "e.g. 127.0.0.1 (loopback, the default) or 0.0.0.0 (every interface)")
+        purpose, example = hint
+        raise ValueError(f"{name}={value!r} is not a host {purpose}; expected an IP address or host name, {example}")
     return value
 
 

@@ -18,36 +18,26 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from apps.customer_service.ingest import ingest
 from apps.customer_service.launch import (
-    ServiceStartError,
     actions_ready,
     free_port,
     rasa_ready,
     start_service,
     stop_service,
-    wait_until,
 )
 from apps.customer_service.rasa_project import model_path, train, trained_config
 from apps.customer_service.settings import APP_DIR, settings_from_env
 from infra import postgres, redis_server
-from tests.apps.customer_service.test_bot_e2e import raw_personal_data, texts
+from tests.apps.customer_service.test_bot_e2e import raw_personal_data, texts, wait_for
 from tests.infra.datastore_servers import env_for, logs, new_var, stack
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
 SENDER = "replica-customer"
-
-
-def _wait(ready, process, log: Path, what: str) -> None:
-    try:
-        wait_until(ready, process, log, what)
-    except ServiceStartError as error:
-        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +78,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, embedder, datastore_binar
             processes.append(bot["rasa"])
         for bot in bots:
             url, log = bot["settings"].actions_url, bot["actions_log"]
-            _wait(lambda url=url: actions_ready(url), bot["actions"], log, f"action server {bot['name']}")
+            wait_for(lambda url=url: actions_ready(url), bot["actions"], log, f"action server {bot['name']}")
             url, log = bot["settings"].rasa_url, bot["rasa_log"]
-            _wait(lambda url=url, log=log: rasa_ready(url, log, tokens["CS_RASA_TOKEN"]), bot["rasa"], log,
+            wait_for(lambda url=url, log=log: rasa_ready(url, log, tokens["CS_RASA_TOKEN"]), bot["rasa"], log,
                   f"Rasa server {bot['name']}")
         print(f"stores + 2 action servers + training + 2 Rasa servers ready in {time.monotonic() - started:.0f} s")
         yield {"bots": bots, "var": var, "stores": stores, "token": tokens["CS_RASA_TOKEN"],
