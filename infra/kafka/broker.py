@@ -1,9 +1,10 @@
-"""A single-node Apache Kafka broker (KRaft, combined broker + controller) run with Java 17.
+"""One Apache Kafka node (KRaft, combined broker + controller) run with Java 17.
 
 The broker's jars come from Maven Central through ``infra/kafka/pom.xml``; this module
 writes ``server.properties``, formats the storage once, starts the JVM and knows when the
 broker is ready (it answers a metadata request), so that tests and ``make kafka-up`` can
-rely on it.
+rely on it. By default the node is a cluster of its own (replication factor 1 everywhere);
+``infra/kafka/cluster.py`` runs several nodes as one replicated cluster.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ class BrokerError(RuntimeError):
 
 @dataclass(frozen=True)
 class BrokerConfig:
-    """Where the broker listens and keeps its files. All paths are absolute."""
+    """Where the broker listens and keeps its files. All paths are absolute.
+
+    ``node_id``, ``quorum_voters`` (``id@host:port,...``; empty: this node alone) and the
+    replication settings only change for a node of a multi-node cluster (``cluster.py``).
+    """
 
     port: int = 9092
     controller_port: int = 9093
@@ -47,6 +52,10 @@ class BrokerConfig:
     java: str = "java"
     heap: str = "768m"
     num_partitions: int = 3
+    node_id: int = 1
+    quorum_voters: str = ""
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
 
     @property
     def bootstrap_servers(self) -> str:
@@ -62,11 +71,16 @@ class BrokerConfig:
 
 
 def server_properties(config: BrokerConfig) -> str:
-    """The broker's ``server.properties``: one node, replication factor 1 everywhere."""
+    """The broker's ``server.properties``; by default one node with replication factor 1 everywhere.
+
+    The replication factor and ``min.insync.replicas`` apply to topics created without explicit
+    settings and to the internal topics (consumer offsets, transaction state, share groups).
+    """
+    replicas, min_isr = str(config.replication_factor), str(config.min_insync_replicas)
     lines = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{config.host}:{config.controller_port}",
+        "node.id": str(config.node_id),
+        "controller.quorum.voters": config.quorum_voters or f"{config.node_id}@{config.host}:{config.controller_port}",
         "listeners": f"PLAINTEXT://{config.host}:{config.port},CONTROLLER://{config.host}:{config.controller_port}",
         "advertised.listeners": f"PLAINTEXT://{config.host}:{config.port}",
         "controller.listener.names": "CONTROLLER",
@@ -74,12 +88,14 @@ def server_properties(config: BrokerConfig) -> str:
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(config.data_dir),
         "num.partitions": str(config.num_partitions),
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": replicas,
+        "min.insync.replicas": min_isr,
+        "offsets.topic.replication.factor": replicas,
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": min_isr,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": min_isr,
         # A single developer broker: a consumer group should not wait 3 s for peers.
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "true",
@@ -122,22 +138,25 @@ def _java_command(config: BrokerConfig, main_class: str, *args: str) -> list[str
     ]
 
 
-def prepare_storage(config: BrokerConfig) -> None:
-    """Write ``server.properties`` and format the storage the first time only."""
+def prepare_storage(config: BrokerConfig, cluster_id: str | None = None) -> None:
+    """Write ``server.properties`` and format the storage the first time only.
+
+    The nodes of one cluster are formatted with the same ``cluster_id``; a lone node gets a random one.
+    """
     config.state_dir.mkdir(parents=True, exist_ok=True)
     config.properties_file.write_text(server_properties(config))
     if (config.data_dir / "meta.properties").exists():
         return
     command = _java_command(
         config, "kafka.tools.StorageTool", "format",
-        f"--cluster-id={_cluster_id()}", f"--config={config.properties_file}",
+        f"--cluster-id={cluster_id or new_cluster_id()}", f"--config={config.properties_file}",
     )
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A random Kafka cluster id: 22 url-safe base64 characters, never starting with '-'."""
     while True:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -203,18 +222,7 @@ def start(config: BrokerConfig, timeout_s: float = 90.0) -> int:
                 "choose another port with KAFKA_PORT"
             )
         prepare_storage(config)
-        config.log_file.parent.mkdir(parents=True, exist_ok=True)
-        config.pid_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(config.log_file, "ab") as log_stream:
-            process = subprocess.Popen(
-                _java_command(config, "kafka.Kafka", str(config.properties_file)),
-                stdout=log_stream,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        config.pid_file.write_text(str(process.pid))
-        pid = process.pid
+        pid = spawn(config)
         try:
             wait_ready(config, pid, timeout_s)
         except BrokerError:
@@ -223,6 +231,22 @@ def start(config: BrokerConfig, timeout_s: float = 90.0) -> int:
     else:
         wait_ready(config, pid, timeout_s)
     return pid
+
+
+def spawn(config: BrokerConfig) -> int:
+    """Start the broker's JVM in the background (storage already prepared); its pid, written to ``pid_file``."""
+    config.log_file.parent.mkdir(parents=True, exist_ok=True)
+    config.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(config.log_file, "ab") as log_stream:
+        process = subprocess.Popen(
+            _java_command(config, "kafka.Kafka", str(config.properties_file)),
+            stdout=log_stream,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    config.pid_file.write_text(str(process.pid))
+    return process.pid
 
 
 def wait_ready(config: BrokerConfig, pid: int | None, timeout_s: float) -> None:
