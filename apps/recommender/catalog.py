@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS items (
     available INTEGER NOT NULL,
     attributes TEXT NOT NULL,
     seq INTEGER NOT NULL,
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    added_at REAL
 );
 CREATE INDEX IF NOT EXISTS items_seq ON items(seq);
 CREATE TABLE IF NOT EXISTS interactions (
@@ -72,7 +73,7 @@ class Interaction:
 def _row_to_stored(row: sqlite3.Row) -> StoredItem:
     item = Item(id=row["id"], title=row["title"], text=row["text"], tags=tuple(json.loads(row["tags"])),
                 category=row["category"], price=row["price"], available=bool(row["available"]),
-                attributes=json.loads(row["attributes"]))
+                attributes=json.loads(row["attributes"]), added_at=row["added_at"])
     return StoredItem(key=int(row["key"]), item=item, seq=int(row["seq"]), deleted=bool(row["deleted"]))
 
 
@@ -93,6 +94,9 @@ class Catalog:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a committed change survives a power loss
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(items)")}
+            if "added_at" not in columns:  # a catalog written before items had an added_at field
+                db.execute("ALTER TABLE items ADD COLUMN added_at REAL")
         except sqlite3.DatabaseError as error:
             raise CatalogError(f"cannot open the catalog {self.path}: {error}; is it a SQLite file?") from error
         self._db = db
@@ -138,16 +142,16 @@ class Catalog:
         with self._transaction() as (db, seq):
             for item in items:
                 values = (item.title, item.text, json.dumps(list(item.tags)), item.category, item.price,
-                          int(item.available), json.dumps(item.attributes, sort_keys=True), seq)
+                          int(item.available), json.dumps(item.attributes, sort_keys=True), item.added_at, seq)
                 row = db.execute("SELECT key FROM items WHERE id = ?", (item.id,)).fetchone()
                 if row is None:
                     cursor = db.execute(
-                        "INSERT INTO items(id, title, text, tags, category, price, available, attributes, seq, "
-                        "deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", (item.id, *values))
+                        "INSERT INTO items(id, title, text, tags, category, price, available, attributes, added_at, "
+                        "seq, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", (item.id, *values))
                     keys.append(int(cursor.lastrowid))
                 else:
                     db.execute("UPDATE items SET title=?, text=?, tags=?, category=?, price=?, available=?, "
-                               "attributes=?, seq=?, deleted=0 WHERE key=?", (*values, row[0]))
+                               "attributes=?, added_at=?, seq=?, deleted=0 WHERE key=?", (*values, row[0]))
                     keys.append(int(row[0]))
         return seq, keys
 

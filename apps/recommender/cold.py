@@ -2,8 +2,8 @@
 
 New and niche items rarely reach the candidate pool through popularity, co-occurrence or the
 top of an ANN list, because the rest of the catalog crowds them out. The pool holds the
-vectors of the newest ``cold_pool_max`` items with fewer than ``cold_below`` interactions
-(newest = highest surrogate key: the catalog hands out keys in insertion order) as one
+vectors of up to ``cold_pool_max`` items with fewer than ``cold_below`` interactions (past the cap, the
+last inserted: a cost cap for very large catalogs, not a ranking signal) as one
 matrix, so one matrix-vector product finds the ``n`` nearest cold items exactly: at 10k
 items x 384 dims that is ~4M multiply-adds, well under a millisecond on one core, and
 cheaper than a deep HNSW search that would only find the cold items among the first few
@@ -32,7 +32,6 @@ class ColdPool:
 
     keys: np.ndarray
     matrix: np.ndarray
-    unseen: np.ndarray  # (c,) bool: nobody has interacted with the item yet
     index_ref: weakref.ref  # the index and statistics it was made from (weak: a replaced index may go)
     index_seq: int
     stats_ref: weakref.ref
@@ -43,22 +42,20 @@ class ColdPool:
         keys = np.sort(index.all_keys())
         keys = keys[stats.popularity(keys) < cold_below][-limit:] if limit > 0 else keys[:0]
         matrix = index.vectors(keys) if len(keys) else np.zeros((0, index.dim), np.float32)
-        return cls(keys, matrix, stats.popularity(keys) == 0, weakref.ref(index), seq, weakref.ref(stats))
+        return cls(keys, matrix, weakref.ref(index), seq, weakref.ref(stats))
 
     def fits(self, index: ItemIndex, stats: InteractionStats) -> bool:
         return self.index_ref() is index and self.index_seq == index.seq and self.stats_ref() is stats
 
-    def search(self, vector: np.ndarray, n: int, n_unseen: int = 0) -> np.ndarray:
-        """Keys of the ``n`` cold items most similar to ``vector`` (dim,), plus the ``n_unseen`` most similar
-        items nobody has interacted with yet (brand-new items are few and would drown among the niche ones).
-        Unordered, may repeat."""
-        if not len(self.keys) or (n <= 0 and n_unseen <= 0):
+    def search(self, vector: np.ndarray, n: int) -> np.ndarray:
+        """Keys of the ``n`` cold items most similar to ``vector`` (dim,), unordered.
+
+        No lead for items nobody has interacted with: on a catalog built from an interaction log such an item
+        is there only because of an interaction the log does not show (see apps.recommender.ranking)."""
+        if not len(self.keys) or n <= 0:
             return np.zeros(0, dtype=np.int64)
         scores = self.matrix @ np.asarray(vector, dtype=np.float32)  # (c,)
-        found = [_best(self.keys, scores, n)]
-        if n_unseen > 0 and self.unseen.any():
-            found.append(_best(self.keys[self.unseen], scores[self.unseen], n_unseen))
-        return np.concatenate(found)
+        return _best(self.keys, scores, n)
 
 
 def _best(keys: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:

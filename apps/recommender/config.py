@@ -98,15 +98,9 @@ def api_keys_from_env(keys_file: Path | None = None) -> ApiKeysConfig:
 
 def config_from_env(**overrides: object) -> RecommenderConfig:
     """``TEXTML_RECOMMENDER_DIR`` (store folder), ``TEXTML_RECOMMENDER_EMBEDDER`` (model),
-    ``TEXTML_RECOMMENDER_DEVICE`` and ``TEXTML_RECOMMENDER_CATALOG_NEAR`` (0: catalog order is not
-    arrival order, see :class:`~apps.recommender.ranking.RankingConfig`), the API keys' settings
+    ``TEXTML_RECOMMENDER_DEVICE``, the API keys' settings
     (:func:`api_keys_from_env`), then ``overrides``."""
     values: dict[str, object] = {"api_keys": api_keys_from_env()}
-    flag = os.environ.get("TEXTML_RECOMMENDER_CATALOG_NEAR", "").strip().lower()
-    if flag:
-        if flag not in {"0", "1", "true", "false"}:
-            raise ValueError(f"TEXTML_RECOMMENDER_CATALOG_NEAR={flag!r}; expected 1 or 0 (true or false)")
-        values["ranking"] = RankingConfig(catalog_near=flag in {"1", "true"})
     if os.environ.get("TEXTML_RECOMMENDER_DIR"):
         values["store_dir"] = Path(os.environ["TEXTML_RECOMMENDER_DIR"]).expanduser()
     if os.environ.get("TEXTML_RECOMMENDER_EMBEDDER"):

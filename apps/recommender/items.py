@@ -45,6 +45,9 @@ class Item(BaseModel):
     price: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     available: bool = True
     attributes: dict[str, Any] = Field(default_factory=dict)
+    added_at: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                                   description="when the item entered the catalog (Unix seconds); the only source "
+                                               "of item age the ranker uses")
 
     @field_validator("id", mode="before")
     @classmethod
@@ -63,7 +66,7 @@ class Item(BaseModel):
             return tuple(tag.strip() for tag in value.split(separator) if tag.strip())
         return value
 
-    @field_validator("category", "price", mode="before")
+    @field_validator("category", "price", "added_at", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

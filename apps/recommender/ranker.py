@@ -22,25 +22,19 @@ import numpy as np
 from apps.recommender.cold import ColdPool
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import ItemIndex
-from apps.recommender.ranking import FEATURES, Profile, RankingConfig, candidates, features, user_signals
+from apps.recommender.ranking import FEATURES, ItemAges, Profile, RankingConfig, candidates, features, user_signals
 from core.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 # The cold slots' ranker when too few cold targets exist to learn one: text similarity to the recent history
-# (or the query), closeness in the catalog to the recent history items (added around the same time), and a
-# small lead for items nobody has tried yet. Picked on the MovieLens dev item (see benchmarks/recommender.py
-# --eval-split dev): the co-occurrence and popularity terms of cold items are counts of 1-4 and only added
-# noise; catalog_near 0 / 0.5 / 1 / 2 gave 10 / 13 / 14 / 12 cold hits of 76.
+# (or the query). The co-occurrence and popularity terms of cold items are counts of 1-4 and only add noise.
+# (An earlier version also had a lead for never-interacted items and closeness in catalog order; both only
+# pointed at items that held-out interactions had put in the benchmark's catalog, and are gone.)
 COLD_WEIGHTS = {"text_recent": 1.0, "text_max": 0.0, "text_mean": 0.0, "query": 1.5, "cooc_recent": 0.0,
-                "cooc_all": 0.0, "popularity": 0.0, "freshness": 0.0, "cold_text": 0.0, "unseen": 0.05,
-                "catalog_near": 1.0}
+                "cooc_all": 0.0, "popularity": 0.0, "freshness": 0.0, "cold_text": 0.0}
 FIXED_WEIGHTS = {"text_recent": 1.0, "text_max": 0.5, "text_mean": 0.3, "query": 1.5, "cooc_recent": 1.0,
-                 "cooc_all": 0.5, "popularity": 0.15, "freshness": 0.02, "cold_text": 0.0, "unseen": 0.0,
-                 "catalog_near": 0.0}
-# Features the learned main ranker leaves out. catalog_near is a cold-slot signal: learned into the main ranker it
-# took weight on the held-out training targets but lowered MovieLens dev NDCG@10 from 0.063 to 0.053.
-MAIN_RANKER_IGNORES = ("catalog_near",)
+                 "cooc_all": 0.5, "popularity": 0.15, "freshness": 0.02, "cold_text": 0.0}
 
 
 @dataclass
@@ -78,9 +72,10 @@ class LinearRanker:
                    np.asarray(data["scale"], np.float32), data.get("source", "learned"), data.get("info", {}))
 
 
-def training_examples(histories: Mapping[str, Sequence[int]], index: ItemIndex, size: int, max_key: int,
+def training_examples(histories: Mapping[str, Sequence[int]], index: ItemIndex, size: int,
                       config: RankingConfig, targets_per_user: int = 2, negatives: int | None = None, seed: int = 13,
-                      max_users: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                      max_users: int | None = None, ages: ItemAges | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Features (n, F), labels (n,), group ids (n,) and cold flags (n,): one group per (user, held-out target).
 
     The last ``targets_per_user`` items of each history are targets, each ranked against the
@@ -112,7 +107,7 @@ def training_examples(histories: Mapping[str, Sequence[int]], index: ItemIndex, 
             if negatives is not None and len(pool) > negatives:
                 pool = rng.choice(pool, size=negatives, replace=False)
             keys_x = np.concatenate([[target], pool]).astype(np.int64)
-            x, _ = features(keys_x, profile, signals, index, held_out, max_key, config)
+            x, _ = features(keys_x, profile, signals, index, held_out, config, ages)
             xs.append(x)
             ys.append(np.r_[1.0, np.zeros(len(pool))])
             groups.append(np.full(len(keys_x), len(groups)))

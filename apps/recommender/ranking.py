@@ -25,11 +25,13 @@ FEATURES = (
     "cooc_recent",   # recency-weighted item-kNN (co-occurrence cosine) score
     "cooc_all",      # item-kNN score over the whole history, per history item
     "popularity",    # log(1 + interactions) / log(1 + max interactions)
-    "freshness",     # catalog order of the item: 0 oldest .. 1 newest
+    "freshness",     # the item's added_at within the catalog's range: 0 oldest .. 1 newest (0 without added_at)
     "cold_text",     # text_recent for items with few interactions (text is all a cold item has)
-    "unseen",        # 1 for an item nobody has interacted with yet: new in the catalog
-    "catalog_near",  # 1 - catalog-order distance to the nearest recent history item: added around the same time
 )
+# Not features, by design: "nobody has interacted with it yet" and closeness in id or key order. On a catalog
+# built from an interaction log (MovieLens lists only movies someone rated) both mark exactly the items that
+# held-out interactions brought in, so on a benchmark they measure the split, not the user. Item age comes only
+# from an explicit Item.added_at.
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,29 @@ class RankingConfig:
     cold_below: float = 5.0         # items with fewer interactions count as cold (new or niche)
     cold_slots: int = 2             # of every k results, up to this many (at most k // 3) go to cold items
     cold_search: int = 100          # with cold slots: the cold items nearest the profile (see apps.recommender.cold)
-    new_search: int = 60            # ... and the items nobody has interacted with yet nearest the profile
-    cold_pool_max: int = 5_000      # the cold channel scans the newest this many cold items exactly
+    cold_pool_max: int = 5_000      # the cold channel scans at most this many cold items exactly (the newest first)
     filtered_scan_limit: int = 20_000  # filters that leave too few candidates: scan up to this many items
-    catalog_near: bool = True       # catalog order is arrival order (keys follow insertion), so nearness in it
-    #                                 means "added around the same time"; False for a catalog loaded in arbitrary order
+
+
+@dataclass(frozen=True)
+class ItemAges:
+    """When items entered the catalog (``Item.added_at``, Unix seconds), for the ``freshness`` feature."""
+
+    added_at: dict[int, float] = field(default_factory=dict)  # key -> added_at, only items that have one
+    first: float = 0.0
+    last: float = 0.0
+
+    @classmethod
+    def build(cls, added_at: dict[int, float]) -> ItemAges:
+        values = added_at.values()
+        return cls(dict(added_at), min(values), max(values)) if added_at else cls()
+
+    def freshness(self, keys: np.ndarray) -> np.ndarray:
+        """(m,) in 0..1: 1 for the newest dated item, 0 for the oldest and for items without ``added_at``."""
+        if not self.added_at or self.last <= self.first:
+            return np.zeros(len(keys), np.float32)
+        when = np.array([self.added_at.get(int(key), self.first) for key in keys], np.float64)
+        return ((when - self.first) / (self.last - self.first)).astype(np.float32)
 
 
 @dataclass
@@ -128,7 +148,7 @@ def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: 
                   stats.top_popular(config.popular)]
         seed = signals.profile_vector if signals.profile_vector is not None else profile.query_vector
         if config.cold_slots and cold_pool is not None and seed is not None:
-            found.append(cold_pool.search(seed, config.cold_search, config.new_search))
+            found.append(cold_pool.search(seed, config.cold_search))
     if not found:
         return np.zeros(0, dtype=np.int64)
     keys = np.unique(np.concatenate(found))
@@ -139,7 +159,8 @@ def candidates(profile: Profile, signals: UserSignals, index: ItemIndex, stats: 
 
 
 def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: ItemIndex,
-             stats: InteractionStats, max_key: int, config: RankingConfig) -> tuple[np.ndarray, np.ndarray]:
+             stats: InteractionStats, config: RankingConfig, ages: ItemAges | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """(m, len(FEATURES)) features of candidate ``keys``, and their (m, dim) vectors."""
     m = len(keys)
     vectors = index.vectors(keys) if m else np.zeros((0, index.dim), np.float32)
@@ -159,10 +180,7 @@ def features(keys: np.ndarray, profile: Profile, signals: UserSignals, index: It
     counts = stats.popularity(keys)
     top = float(stats.counts.max()) if not stats.empty else 0.0
     out[:, 6] = np.log1p(counts) / np.log1p(top) if top > 0 else 0.0
-    out[:, 7] = keys / float(max(max_key, 1))
+    if ages is not None:
+        out[:, 7] = ages.freshness(keys)
     out[:, 8] = np.where(counts < config.cold_below, out[:, 0], 0.0)
-    out[:, 9] = counts == 0
-    if len(signals.recent) and config.catalog_near:
-        gaps = np.abs(keys[:, None] - signals.recent[None, :]).min(axis=1)
-        out[:, 10] = 1.0 - gaps / float(max(max_key, 1))
     return out, vectors

@@ -42,13 +42,12 @@ from apps.recommender.item_index import IndexSnapshotError, ItemIndex
 from apps.recommender.items import Item, item_text, parse_items, read_items
 from apps.recommender.ranker import (
     COLD_WEIGHTS,
-    MAIN_RANKER_IGNORES,
     LinearRanker,
     fit_cold_ranker,
     fit_ranker,
     training_examples,
 )
-from apps.recommender.ranking import Profile, candidates, features, user_signals
+from apps.recommender.ranking import ItemAges, Profile, candidates, features, user_signals
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +95,8 @@ class Recommender:
         self._items: dict[int, Item] = {}
         self._key_of: dict[str, int] = {}
         self._max_key = 0
+        self._added_at: dict[int, float] = {}  # keys of the items that have an added_at
+        self._ages: ItemAges | None = None     # made from _added_at when a request needs it
         self._stats = InteractionStats(0)
         self._ranker = LinearRanker.fixed()
         self._cold_ranker = LinearRanker.fixed(COLD_WEIGHTS)
@@ -215,11 +216,28 @@ class Recommender:
         self._items[key] = item
         self._key_of[item.id] = key
         self._max_key = max(self._max_key, key)
+        if item.added_at is not None or key in self._added_at:
+            self._set_added_at(key, item.added_at)
 
     def _forget(self, key: int) -> None:
         item = self._items.pop(key, None)
         if item is not None:
             self._key_of.pop(item.id, None)
+        if key in self._added_at:
+            self._set_added_at(key, None)
+
+    def _set_added_at(self, key: int, added_at: float | None) -> None:
+        if added_at is None:
+            self._added_at.pop(key, None)
+        else:
+            self._added_at[key] = added_at
+        self._ages = None
+
+    def _item_ages(self) -> ItemAges:
+        ages = self._ages
+        if ages is None:
+            ages = self._ages = ItemAges.build(dict(self._added_at))
+        return ages
 
     def _written(self) -> None:
         self._unsaved += 1
@@ -300,10 +318,10 @@ class Recommender:
 
         See :mod:`apps.recommender.ranker`; returns the main ranker.
         """
-        x, y, groups, cold = training_examples(self.histories(), self._index, self._max_key + 1, self._max_key,
+        x, y, groups, cold = training_examples(self.histories(), self._index, self._max_key + 1,
                                                self.config.ranking, targets_per_user=targets_per_user,
-                                               max_users=max_users)
-        ranker = fit_ranker(x, y, groups, ignore=MAIN_RANKER_IGNORES)
+                                               max_users=max_users, ages=self._item_ages())
+        ranker = fit_ranker(x, y, groups)
         cold_ranker = fit_cold_ranker(x, y, groups, cold) if len(y) else LinearRanker.fixed(COLD_WEIGHTS)
         self._ranker, self._cold_ranker = ranker, cold_ranker
         if ranker.source == "learned":
@@ -406,7 +424,7 @@ class Recommender:
             pool = np.union1d(pool, np.asarray(extra, np.int64))
         if not len(pool):
             return []
-        x, vectors = features(pool, profile, signals, index, stats, self._max_key, cfg)
+        x, vectors = features(pool, profile, signals, index, stats, cfg, self._item_ages())
         scores = main_scores = self._ranker.score(x)
         slots = min(cfg.cold_slots, k // 3) if not stats.empty else 0
         best = np.argsort(-scores, kind="stable")[: k * self.config.mmr_pool]

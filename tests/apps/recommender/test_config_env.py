@@ -3,15 +3,6 @@ import pytest
 from apps.recommender.config import config_from_env
 
 
-def test_catalog_near_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert config_from_env().ranking.catalog_near
-    monkeypatch.setenv("TEXTML_RECOMMENDER_CATALOG_NEAR", "0")
-    assert not config_from_env().ranking.catalog_near
-    monkeypatch.setenv("TEXTML_RECOMMENDER_CATALOG_NEAR", "maybe")
-    with pytest.raises(ValueError, match="TEXTML_RECOMMENDER_CATALOG_NEAR='maybe'; expected 1 or 0"):
-        config_from_env()
-
-
 def test_the_api_keys_file_and_rate_follow_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     from pathlib import Path
 

@@ -41,3 +41,23 @@ def test_read_items_from_files(tmp_path: Path) -> None:
         read_items(path)
     with pytest.raises(DataError, match="does not exist"):
         read_items(tmp_path / "missing.jsonl")
+
+
+def test_added_at_is_stored_and_an_older_catalog_gains_the_column(tmp_path) -> None:
+    import sqlite3
+
+    from apps.recommender.catalog import Catalog
+
+    old = tmp_path / "old.sqlite3"
+    with sqlite3.connect(old) as db:  # the items table as it was before added_at
+        db.execute("CREATE TABLE items (key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+                   "title TEXT NOT NULL, text TEXT NOT NULL, tags TEXT NOT NULL, category TEXT, price REAL, "
+                   "available INTEGER NOT NULL, attributes TEXT NOT NULL, seq INTEGER NOT NULL, "
+                   "deleted INTEGER NOT NULL DEFAULT 0)")
+    catalog = Catalog(old).open()
+    catalog.upsert(parse_items([{"id": "a", "title": "A", "added_at": "1700000000"}, {"id": "b", "title": "B"}]))
+    stored = {s.item.id: s.item.added_at for s in catalog.live_items()}
+    catalog.close()
+    assert stored == {"a": 1700000000.0, "b": None}
+    with pytest.raises(ItemValidationError, match="added_at"):
+        parse_items([{"id": "c", "title": "C", "added_at": -5}])

@@ -6,7 +6,7 @@ from apps.recommender.explain import matched_words
 from apps.recommender.interactions import InteractionStats
 from apps.recommender.item_index import ItemIndex
 from apps.recommender.ranker import FEATURES, fit_ranker
-from apps.recommender.ranking import Profile, RankingConfig, features, user_signals
+from apps.recommender.ranking import ItemAges, Profile, RankingConfig, features, user_signals
 
 
 def test_cooccurrence_is_item_cosine() -> None:
@@ -43,24 +43,31 @@ def test_logistic_regression_learns_the_informative_feature() -> None:
 def test_an_ignored_feature_gets_no_weight_even_when_it_is_informative() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, len(FEATURES))).astype(np.float32)
-    y = (x[:, FEATURES.index("catalog_near")] + 0.5 * x[:, FEATURES.index("text_recent")] > 0.8).astype(float)
-    weights = dict(zip(FEATURES, fit_ranker(x, y, ignore=("catalog_near",)).weights, strict=True))
-    assert weights["catalog_near"] == 0.0
+    y = (x[:, FEATURES.index("popularity")] + 0.5 * x[:, FEATURES.index("text_recent")] > 0.8).astype(float)
+    weights = dict(zip(FEATURES, fit_ranker(x, y, ignore=("popularity",)).weights, strict=True))
+    assert weights["popularity"] == 0.0
     assert weights["text_recent"] == max(weights.values())
 
 
-def test_catalog_near_is_one_minus_the_catalog_order_gap_to_the_nearest_recent_item() -> None:
+def test_no_feature_reads_interaction_absence_or_key_order() -> None:
+    # "nobody has tried it" and "close in id order" marked exactly the items held-out ratings put in MovieLens
+    assert "unseen" not in FEATURES and "catalog_near" not in FEATURES
     index = ItemIndex(2, "test").build(np.arange(11, dtype=np.int64),
                                        np.tile(np.array([[1.0, 0.0]], np.float32), (11, 1)), seq=1)
-    stats = InteractionStats.from_histories({}, size=11)
+    stats = InteractionStats.from_histories({"u": [2, 8]}, size=11)
     profile = Profile(np.array([2, 8], np.int64), np.ones(2, np.float32), seen={2, 8})
-    config = RankingConfig()
-    signals = user_signals(profile, index, stats, config)
-    x, _ = features(np.array([0, 5, 9], np.int64), profile, signals, index, stats, max_key=10, config=config)
-    assert np.allclose(x[:, FEATURES.index("catalog_near")], [0.8, 0.7, 0.9])
-    off = RankingConfig(catalog_near=False)  # a catalog loaded in arbitrary order: no such signal
-    x, _ = features(np.array([0, 5, 9], np.int64), profile, signals, index, stats, max_key=10, config=off)
-    assert not x[:, FEATURES.index("catalog_near")].any()
+    signals = user_signals(profile, index, stats, RankingConfig())
+    keys = np.array([0, 5, 9], np.int64)
+    x, _ = features(keys, profile, signals, index, stats, RankingConfig())
+    assert np.allclose(x, x[0])  # the same vector and no interactions: keys alone change nothing
+    assert not x[:, FEATURES.index("freshness")].any()  # no added_at: no age
+
+
+def test_freshness_comes_from_added_at_only() -> None:
+    ages = ItemAges.build({0: 1000.0, 5: 3000.0, 9: 2000.0})
+    assert np.allclose(ages.freshness(np.array([0, 5, 9, 7])), [0.0, 1.0, 0.5, 0.0])  # 7 has none: oldest
+    assert not ItemAges.build({}).freshness(np.array([1, 2])).any()
+    assert not ItemAges.build({3: 5.0}).freshness(np.array([3])).any()  # one date: no range
 
 
 def test_cooccurrence_pair_scores_both_histories_and_ignores_keys_outside_the_log() -> None:
@@ -118,5 +125,5 @@ def test_cold_pool_finds_the_nearest_cold_items_and_follows_index_changes() -> N
     assert cache.get(index, stats) is pool
     index.apply(2, np.array([7]), np.array([[1.0, 0.0]], np.float32))  # a new item is cold at once
     assert 7 in cache.get(index, stats).keys.tolist()
-    assert ColdPool.build(index, stats, 5, limit=2).keys.tolist() == [3, 7]  # the newest when capped
+    assert ColdPool.build(index, stats, 5, limit=2).keys.tolist() == [3, 7]  # the last inserted when capped
     assert index.has_many(np.array([-1, 0, 7, 8, 100])).tolist() == [False, True, True, False, False]

@@ -194,18 +194,16 @@ def test_fit_ranker_learns_and_persists(tmp_path: Path, encoder: HashingEncoder)
     assert Recommender.load(config, encoder=encoder).health()["ranker"] == ranker.source
 
 
-def test_a_never_tried_item_leads_a_niche_twin_for_the_cold_slot(rec: Recommender) -> None:
-    # two items with the same text: one tried once (niche), one nobody has tried yet (new)
-    # (between two history items added just before and just after them, so both are as near in catalog order)
+def test_a_never_tried_item_gets_no_lead_over_its_niche_twin(rec: Recommender) -> None:
+    # two items with the same text: one tried once (niche), one nobody has tried yet. On a catalog built from an
+    # interaction log, "nobody has tried it" marks the items that held-out interactions brought in: no lead for it.
     twin = {"title": "Camping lantern", "category": "outdoor", "tags": ["camping"], "text": "lantern for the tent"}
-    rec.upsert_items([{"id": "mug", "title": "Enamel mug"}, {"id": "lantern-old", **twin},
-                      {"id": "lantern-new", **twin}, {"id": "rope", "title": "Climbing rope"}])
+    rec.upsert_items([{"id": "lantern-old", **twin}, {"id": "lantern-new", **twin}])
     rec.add_interactions([Interaction(f"u{u}", item, float(t)) for u in range(6)
                           for t, item in enumerate(["tent", "bag", "stove", "novel"])]
                          + [Interaction("u9", "lantern-old", 1.0), Interaction("u9", "knife", 2.0)])
-    result = rec.recommend(["tent", "bag", "mug", "rope"], k=3)
-    assert ids(result)[-1] == "lantern-new"
-    assert result.items[-1].explanation.startswith("New or niche pick: ")
+    scores = {item.id: item.score for item in rec.recommend(["tent", "bag"], k=9).items}
+    assert scores["lantern-old"] >= scores["lantern-new"]
 
 
 def test_two_processes_sharing_a_store_see_each_others_writes(tmp_path: Path) -> None:
