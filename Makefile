@@ -103,13 +103,13 @@ down:  ## stop every service: supervisord's, a `make kafka-up` broker, and the s
 status:  ## each service's state, pid, uptime, restart count and health
 	@$(PY) -m infra.stack status || true
 
-kafka-up: venv kafka-jars  ## start the local Kafka broker; returns when it answers metadata requests
+kafka-up: venv kafka-jars  ## start the local Kafka broker (KAFKA_BROKERS=3: a 3-broker cluster, replication 3); returns when it answers
 	$(PY) -m infra.kafka up
 
-kafka-down:  ## stop the local Kafka broker
+kafka-down:  ## stop the local Kafka broker or cluster
 	@if [ -x $(PY) ]; then $(PY) -m infra.kafka down; else echo "nothing to stop (no environment yet)"; fi
 
-kafka-status:  ## say whether Kafka answers
+kafka-status:  ## say whether Kafka answers (KAFKA_BROKERS=3: each broker of the cluster)
 	@$(PY) -m infra.kafka status || true
 
 clean: down  ## remove runtime state (broker data, logs, models under var/); keeps the environments

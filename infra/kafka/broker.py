@@ -164,9 +164,9 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def run_foreground(config: BrokerConfig) -> None:
+def run_foreground(config: BrokerConfig, cluster_id: str | None = None) -> None:
     """Replace this process with the broker (for a process supervisor such as supervisord)."""
-    prepare_storage(config)
+    prepare_storage(config, cluster_id)
     command = _java_command(config, "kafka.Kafka", str(config.properties_file))
     config.pid_file.parent.mkdir(parents=True, exist_ok=True)
     config.pid_file.write_text(str(os.getpid()))
