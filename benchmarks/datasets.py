@@ -7,11 +7,11 @@ sentences share a split and the split does not depend on file order.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from pathlib import Path
 
 from core.data.labelled import LabelledTexts
+from core.data.splits import split_bucket  # noqa: F401 - also this module's public name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,10 +26,6 @@ def datasets_dir() -> Path:
     if not path.is_dir():
         raise DatasetMissingError(f"no datasets at {path}; set TEXTML_DATASETS_DIR to the shared datasets folder")
     return path
-
-
-def split_bucket(text: str) -> int:
-    return int(hashlib.sha1(text.strip().encode("utf-8")).hexdigest(), 16) % 10
 
 
 def _split(texts: list[str], labels: list[str], name: str, keep,

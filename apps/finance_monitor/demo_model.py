@@ -34,7 +34,7 @@ class DemoModelResult:
 
 def split_dev(data: LabelledTexts, dev_bucket: int = 0) -> tuple[LabelledTexts, LabelledTexts]:
     """Train/dev by ``sha1(text) % 10`` (BENCHMARKS.md's split function): bucket ``dev_bucket`` is dev."""
-    from benchmarks.datasets import split_bucket
+    from core.data.splits import split_bucket
 
     train = [(t, y) for t, y in zip(data.texts, data.labels, strict=True) if split_bucket(t) != dev_bucket]
     dev = [(t, y) for t, y in zip(data.texts, data.labels, strict=True) if split_bucket(t) == dev_bucket]
