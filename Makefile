@@ -21,15 +21,18 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: browser bench-quality bench-quality-production bench-quality-gpu bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean datastores
+.PHONY: browser bench-quality bench-quality-production bench-quality-gpu bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean datastores web-assets
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: venv rasa-env kafka-jars  ## create both Python environments and fetch the Kafka jars (no browser: only `make test` needs one)
+setup: venv rasa-env kafka-jars web-assets  ## create both Python environments, fetch the Kafka jars and the web chat's socket.io client (no browser: only `make test` needs one)
 
 browser:  ## Debian's candidate chromium for the web-chat browser test (idempotent; apt as root; version recorded in var/browser/)
 	infra/browser/install-chromium.sh
+
+web-assets: venv  ## the web chat's socket.io client from npm (pinned version and sha512; var/web/, served by the action server)
+	$(PY) -m infra.web_assets fetch
 
 datastores:  ## Debian's candidate PostgreSQL and Redis for the bot's optional tracker and lock stores (idempotent; apt as root; versions in var/apt/)
 	infra/apt-install.sh postgresql='/usr/lib/postgresql/*/bin/postgres' redis-server=redis-server

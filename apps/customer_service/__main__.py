@@ -59,12 +59,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_tickets(args: argparse.Namespace) -> int:
     from apps.customer_service.tickets import TicketStore
 
-    store = TicketStore(_settings(args).tickets_db)
-    if args.close is not None:
-        ticket = store.close(args.close)
-        print(f"closed {ticket.number}")
-        return 0
-    tickets = store.list(None if args.status == "all" else args.status)
+    if args.action is not None:
+        return cmd_ticket(args)
+    tickets = TicketStore(_settings(args).tickets_db).list(None if args.status == "all" else args.status)
     if args.json:
         print(json.dumps([ticket.to_dict() for ticket in tickets], indent=2, ensure_ascii=False))
         return 0
@@ -74,6 +71,40 @@ def cmd_tickets(args: argparse.Namespace) -> int:
         last = next((t["text"] for t in reversed(ticket.transcript) if t["speaker"] == "user"), "")
         print(f"{ticket.number}  {ticket.created_at}  {ticket.status:6}  {ticket.sender_id}  {ticket.reason}\n"
               f"          last message: {last[:100]}")
+    return 0
+
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    """``tickets show|reply|close ID``: one ticket, through the hand-over (Rasa must be running)."""
+    from apps.customer_service.handover import handover_for
+    from apps.customer_service.tickets import parse_ticket_id
+
+    handover = handover_for(_settings(args))
+    ticket_id = parse_ticket_id(args.id)
+    if args.action == "show":
+        ticket, outcome = handover.show(ticket_id), None
+    elif args.action == "reply":
+        outcome = handover.reply(ticket_id, args.text)
+        ticket = outcome.ticket
+    else:
+        outcome = handover.close(ticket_id)
+        ticket = outcome.ticket
+    if args.json:
+        shown = {"ticket": ticket.to_dict()}
+        if outcome is not None:
+            shown.update(channel=outcome.channel, pushed=outcome.pushed)
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+    if outcome is None:
+        print(f"{ticket.number}  {ticket.status}  {ticket.sender_id}  opened {ticket.created_at}  ({ticket.reason})")
+        for turn in ticket.transcript:
+            print(f"  {turn['speaker']:>5}: {turn['text']}")
+        return 0
+    done = "sent to" if args.action == "reply" else "closed; the bot is back in"
+    where = (f"the customer's {outcome.channel} chat" if outcome.pushed else
+             f"the conversation (its channel, {outcome.channel or 'unknown'}, cannot show messages the customer did "
+             "not ask for: they see it only when their client reads the conversation)")
+    print(f"{ticket.number}: {done} {where}")
     return 0
 
 
@@ -221,11 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the decision, passage, source and options as JSON")
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("tickets", help="list hand-off tickets (open by default) or close one")
+    p = sub.add_parser("tickets", help="hand-off tickets: list them (open by default); show, reply to or close one",
+                       description="Without a command: list tickets. show/reply/close talk to the running Rasa "
+                                   "server: the reply reaches the customer's chat, close gives the conversation "
+                                   "back to the bot. ID: 42 or T-000042.")
     p.add_argument("--status", choices=["open", "closed", "all"], default="open", help="which tickets to list")
-    p.add_argument("--close", type=int, metavar="ID", help="close the ticket with this id (T-000042 is 42)")
-    p.add_argument("--json", action="store_true", help="print tickets with transcripts as JSON")
-    p.set_defaults(func=cmd_tickets)
+    p.add_argument("--json", action="store_true", help="print as JSON (tickets with their transcripts)")
+    p.set_defaults(func=cmd_tickets, action=None)
+    ticket_commands = p.add_subparsers(dest="action", metavar="{show,reply,close}")
+    for name, text in (("show", "a ticket with its masked transcript, the customer's messages since the hand-off "
+                                "included"),
+                       ("reply", "send a person's reply to the customer (masked, kept in the transcript)"),
+                       ("close", "close a ticket: the bot says it is back and answers again")):
+        q = ticket_commands.add_parser(name, help=text, description=text)
+        q.add_argument("id", metavar="ID", help="ticket id: 42 or T-000042")
+        if name == "reply":
+            q.add_argument("text", metavar="TEXT", help="the reply, in quotes")
+        q.add_argument("--json", action="store_true", default=argparse.SUPPRESS,  # keeps `tickets --json show`
+                       help="print the ticket (and where the message went) as JSON")
 
     p = sub.add_parser("train", help="assemble the Rasa project from the knowledge base and run `rasa train`")
     p.add_argument("--config", type=Path, help="a Rasa config.yml to train with instead of the shipped one")

@@ -1,6 +1,6 @@
-"""The bot's two shared secrets: Rasa's HTTP API token and the action server's token.
+"""The bot's shared secrets: Rasa's HTTP API token, the action server's token and the agents' (staff) token.
 
-Each comes from its environment variable (``CS_RASA_TOKEN``, ``CS_ACTIONS_TOKEN``; read by
+Each comes from its environment variable (``CS_RASA_TOKEN``, ``CS_ACTIONS_TOKEN``, ``CS_STAFF_TOKEN``; read by
 ``settings.py``) or, when that is unset, from a file under ``<state>/secrets/`` that the first
 process needing it creates: ``secrets.token_urlsafe(32)`` (43 characters), mode 0600 in a 0700
 folder, written to a temporary file and hard-linked into place. The link never replaces an
@@ -36,6 +36,13 @@ def actions_token(settings: BotSettings) -> str:
     return settings.actions_token or load_or_create(settings.actions_token_file)
 
 
+def staff_token(settings: BotSettings) -> str:
+    """The agents' token for the action server's ``/tickets`` endpoints: ``CS_STAFF_TOKEN``, else
+    ``<state>/secrets/staff_token`` (created if missing). Distinct from the action server token, so Rasa's
+    credential cannot answer customers and an agent's cannot run actions."""
+    return settings.staff_token or load_or_create(settings.staff_token_file)
+
+
 def load_or_create(path: Path) -> str:
     """The token stored at ``path``; a new random one, stored there with mode 0600, if there is none."""
     try:
@@ -58,7 +65,7 @@ def load_or_create(path: Path) -> str:
             return _read(path)
         except OSError as error:
             raise TokenFileError(f"cannot store a token at {path} ({error}); set the token in the environment "
-                                 "instead (CS_RASA_TOKEN / CS_ACTIONS_TOKEN)") from None
+                                 "instead (CS_RASA_TOKEN / CS_ACTIONS_TOKEN / CS_STAFF_TOKEN)") from None
     finally:
         os.unlink(temporary)
     return token

@@ -21,7 +21,10 @@ Also, in the Rasa process:
 Two fixes make Rasa 3.6's socket.io channel answer at all with this environment's python-socketio
 5.x: the room of a persistent session is joined with ``await`` (Rasa forgot it, so replies went to
 an empty room), and custom JSON (the actions' ``{"kb": ...}``) is sent as ``{"custom": ...}``
-instead of as ``emit()`` keyword arguments (a TypeError that lost the whole turn).
+instead of as ``emit()`` keyword arguments (a TypeError that lost the whole turn). The same output
+serves messages that do not answer a customer's message: an agent's reply appended through the HTTP
+API with ``output_channel=latest`` (``apps/customer_service/handover.py``) goes through
+``get_output_channel``.
 
 Runs inside the Rasa server (Python 3.10, Rasa 3.6); the masking module is imported from the
 repository (``PYTHONPATH`` holds the repository root), not copied.
@@ -102,6 +105,11 @@ def custom_json_output(on_new_message: Handler) -> Handler:
 
 class MaskedSocketIOInput(SocketIOInput):
     """Rasa's socket.io channel with each message masked and browser origins limited to ``CS_WEB_ORIGINS``."""
+
+    def get_output_channel(self) -> CustomJsonSocketIOOutput | None:
+        """The output for messages sent through the HTTP API (a person's reply during a hand-off)."""
+        output = super().get_output_channel()
+        return CustomJsonSocketIOOutput(output.sio, output.bot_message_evt) if output is not None else None
 
     def blueprint(self, on_new_message: Handler) -> Blueprint:
         blueprint = super().blueprint(masked(custom_json_output(on_new_message)))
