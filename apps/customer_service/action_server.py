@@ -8,11 +8,14 @@ re-ranker and the intent model once, and serves:
   what the Rasa NLU component ``CoreIntentClassifier`` asks (Rasa itself runs on Python 3.10 without torch);
 * ``GET /metrics``: Prometheus metrics (``metrics.py``): decisions, hand-off reasons, intents,
   action latency; counters only, never a message text;
-* ``GET /`` : the web chat page, which talks to the Rasa server's REST channel.
+* ``GET /`` : the web chat page, which talks to the Rasa server's socket.io channel, and
+  ``GET /vendor/socket.io.min.js``, the socket.io client it loads (``infra/web_assets.py``, from npm);
+* ``/tickets...``: the agents' endpoints (``staff_api.py``): read, answer and close hand-off tickets,
+  with the staff token (``CS_STAFF_TOKEN``), not the action server token.
 
-Every route but ``GET /`` and ``GET /health`` needs the action server token (``CS_ACTIONS_TOKEN``
-or ``<state>/secrets/actions_token``) as ``Authorization: Bearer TOKEN``: Rasa sends it
-(``endpoints.yml``), and so does the Rasa component that calls ``/intents``; Prometheus sends it
+Every route but ``GET /``, its socket.io client, ``GET /health`` and ``/tickets`` needs the action
+server token (``CS_ACTIONS_TOKEN`` or ``<state>/secrets/actions_token``) as ``Authorization: Bearer
+TOKEN``: Rasa sends it (``endpoints.yml``), and so does the Rasa component that calls ``/intents``; Prometheus sends it
 from a ``credentials_file``. Other requests get 401. CORS allows only the web chat page's origins
 (``CS_WEB_ORIGINS``). Log records are masked (``install_masking``: every logger, Sanic's and
 rasa-sdk's included). Each decision also goes to the event log (``<state>/events.sqlite3``, masked
@@ -25,22 +28,28 @@ import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from apps.customer_service.actions import make_actions
 from apps.customer_service.events import EventLog
+from apps.customer_service.handover import Handover, handover_for
 from apps.customer_service.intents import ClassifierIntents, RetrievalIntents
 from apps.customer_service.masking import install_masking
 from apps.customer_service.metrics import BotMetrics
 from apps.customer_service.recorder import DecisionRecorder
 from apps.customer_service.retrieval import IndexHolder, Retriever
 from apps.customer_service.settings import APP_DIR, BotSettings
+from apps.customer_service.staff_api import add_staff_routes, is_staff_path
 from apps.customer_service.tickets import TicketStore
-from apps.customer_service.tokens import actions_token
+from apps.customer_service.tokens import actions_token, staff_token
+from infra.web_assets import socketio_client_file
 
 log = logging.getLogger(__name__)
 WEB_PAGE = APP_DIR / "web" / "index.html"
 MAX_INTENT_TEXTS = 256
-OPEN_PATHS = frozenset({"/", "/health"})  # everything else needs the token, routes added later included
+SOCKETIO_CLIENT_PATH = "/vendor/socket.io.min.js"  # the web chat's socket.io client (infra/web_assets.py)
+# everything else needs the token, routes added later included
+OPEN_PATHS = frozenset({"/", "/health", SOCKETIO_CLIENT_PATH})
 
 
 @dataclass
@@ -90,7 +99,9 @@ def bearer_matches(authorization: str | None, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
 
-def build_app(services: Services, rasa_url: str, token: str, cors_origins: Sequence[str]):
+def build_app(services: Services, rasa_url: str, token: str, cors_origins: Sequence[str], *,
+              handover: Handover | None = None, staff_token: str | None = None,
+              socketio_client: Path | None = None):
     """The Sanic app: rasa-sdk's endpoint, ``/intents``, ``/metrics`` and the web page, behind the token check."""
     from rasa_sdk.endpoint import create_app
     from rasa_sdk.executor import ActionExecutor
@@ -109,6 +120,8 @@ def build_app(services: Services, rasa_url: str, token: str, cors_origins: Seque
     async def require_token(request):
         # registered after rasa-sdk's CORS middleware, which answers preflight OPTIONS requests first
         if request.path in OPEN_PATHS or bearer_matches(request.headers.get("authorization"), token):
+            return None
+        if handover is not None and is_staff_path(request.path):  # staff_api checks the staff token
             return None
         return response.json({"error": "this endpoint needs the action server token as `Authorization: Bearer "
                                        "TOKEN` (CS_ACTIONS_TOKEN or <state>/secrets/actions_token)"},
@@ -142,6 +155,18 @@ def build_app(services: Services, rasa_url: str, token: str, cors_origins: Seque
         page = WEB_PAGE.read_text(encoding="utf-8").replace("__RASA_URL__", rasa_url)
         return response.html(page)
 
+    # hand-over: the agents' endpoints, and the socket.io client that lets the page receive their replies
+    if handover is not None:
+        add_staff_routes(app, handover, staff_token or "")
+
+    @app.get(SOCKETIO_CLIENT_PATH)
+    async def socketio_client_js(_request):
+        if socketio_client is None or not socketio_client.is_file():
+            return response.json({"error": f"the socket.io client is not installed at {socketio_client}: run "
+                                           "`make web-assets` (python -m infra.web_assets fetch)"}, status=404)
+        return await response.file(socketio_client, mime_type="text/javascript",
+                                   headers={"Cache-Control": "public, max-age=86400"})
+
     return app
 
 
@@ -151,7 +176,11 @@ def serve(settings: BotSettings) -> None:
     logging.getLogger().setLevel(logging.INFO)
     install_masking()
     services = load_services(settings)
-    app = build_app(services, settings.rasa_url, actions_token(settings), settings.cors_origins)
+    client = socketio_client_file(settings.var_dir)
+    if not client.is_file():
+        log.warning("no socket.io client at %s: the web chat cannot connect; run `make web-assets`", client)
+    app = build_app(services, settings.rasa_url, actions_token(settings), settings.cors_origins,
+                    handover=handover_for(settings), staff_token=staff_token(settings), socketio_client=client)
     log.info("action server listening on %s (web chat at %s/)", settings.actions_url, settings.actions_url)
     app.run(host=settings.actions_host, port=settings.actions_port, single_process=True, access_log=False,
             motd=False)

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import ConversationPaused, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from apps.customer_service.events import Decision
@@ -74,15 +74,21 @@ def intent_ranking(tracker: Tracker) -> dict[str, float]:
 def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: TicketStore, reason: str,
                    recorder: DecisionRecorder, code: str, confidence: float | None = None) -> list[dict[str, Any]]:
     """Open a ticket with the masked transcript, record the hand-off (reason ``code``), tell the customer
-    the ticket's number."""
+    the ticket's number, and pause the conversation.
+
+    Paused, Rasa records the customer's messages but predicts nothing, so the bot stays quiet until
+    the ticket is closed (``handover.py``) and a person answers in the same chat. The message says so:
+    silence without it reads as a broken bot.
+    """
     ticket = tickets.create(tracker.sender_id, reason, transcript(tracker))
     recorder.record(Decision("handoff", latest_text(tracker), intent_name(tracker), code, confidence))
     log.info("hand-off for %s: ticket %s (%s)", tracker.sender_id, ticket.number, ticket.reason)
     dispatcher.utter_message(
-        text=(f"I've passed our conversation to a member of our team. Your ticket number is {ticket.number}; "
-              "someone will get back to you here shortly."),
+        text=(f"I've passed our conversation to a member of our team. Your ticket number is {ticket.number}. "
+              "I'll stay quiet from now on: a person will answer you right here, and anything you add "
+              "meanwhile goes into the ticket."),
         json_message={"handoff": {"ticket": ticket.number, "reason": ticket.reason}})
-    return [SlotSet("ticket_id", ticket.number), SlotSet("kb_clarifications", 0.0)]
+    return [SlotSet("ticket_id", ticket.number), SlotSet("kb_clarifications", 0.0), ConversationPaused()]
 
 
 class ActionAnswerFromKb(Action):

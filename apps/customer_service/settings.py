@@ -11,6 +11,7 @@
 | ``CS_ACTIONS_HOST`` / ``CS_RASA_HOST`` | ``127.0.0.1`` / ``127.0.0.1`` | interfaces they listen on (loopback) |
 | ``CS_RASA_TOKEN`` | generated: ``<state>/secrets/rasa_token`` | Rasa HTTP API token (``?token=``) |
 | ``CS_ACTIONS_TOKEN`` | generated: ``<state>/secrets/actions_token`` | token Rasa sends the action server |
+| ``CS_STAFF_TOKEN`` | generated: ``<state>/secrets/staff_token`` | agents' token for the action server's ``/tickets`` |
 | ``CS_WEB_ORIGINS`` | ``http://127.0.0.1:<actions port>``, ``http://localhost:...`` | CORS origins, comma-separated |
 | ``CS_TUNED_FILE`` | ``$TEXTML_VAR_DIR/customer_service/tuned.json`` | thresholds tuned on dev (``tuning.py``) |
 | ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | tuned, else ``RetrievalConfig`` | thresholds on the final score |
@@ -26,7 +27,8 @@
 Both servers listen on loopback by default: put a proxy in front to expose them. Rasa's HTTP API
 (``/status``, ``/conversations/...``, ``/model/...``) needs its token; its channels (REST,
 socket.io) and ``GET /`` do not. The action server needs its token (``Authorization: Bearer``)
-on everything but ``GET /`` (the web chat page) and ``GET /health``. Tokens given in the
+on everything but ``GET /`` (the web chat page), its socket.io client and ``GET /health``; its ``/tickets``
+endpoints take the staff token instead (agents are not Rasa). Tokens given in the
 environment must be at least 16 URL-safe characters (``A-Z a-z 0-9 - _ . ~``); ``tokens.py``
 generates the others into files of mode 0600 (``cat var/customer_service/secrets/rasa_token``).
 Error messages never show a token. ``CS_WEB_ORIGINS`` defaults to the origins of the web chat
@@ -71,6 +73,7 @@ class BotSettings:
     # from CS_RASA_TOKEN / CS_ACTIONS_TOKEN; None: generated into secrets_dir (tokens.py). Never in repr.
     rasa_token: str | None = field(default=None, repr=False)
     actions_token: str | None = field(default=None, repr=False)
+    staff_token: str | None = field(default=None, repr=False)  # CS_STAFF_TOKEN: agents' /tickets endpoints
     var_dir: Path = REPO_ROOT / "var"  # TEXTML_VAR_DIR: where the data stores keep their generated passwords
     tracker_store: str = "sqlite"  # or "postgresql"
     lock_store: str = "memory"  # or "redis"
@@ -120,6 +123,10 @@ class BotSettings:
     @property
     def actions_token_file(self) -> Path:
         return self.secrets_dir / "actions_token"
+
+    @property
+    def staff_token_file(self) -> Path:
+        return self.secrets_dir / "staff_token"
 
     @property
     def rasa_url(self) -> str:
@@ -173,6 +180,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         web_origins=_origins(env.get("CS_WEB_ORIGINS", "")),
         rasa_token=_token(env, "CS_RASA_TOKEN"),
         actions_token=_token(env, "CS_ACTIONS_TOKEN"),
+        staff_token=_token(env, "CS_STAFF_TOKEN"),
         inference_threads=_threads(env.get("CS_INFERENCE_THREADS", "1")),
         var_dir=var_dir,
         tracker_store=_choice(env, "CS_TRACKER_STORE", TRACKER_STORES),
