@@ -39,8 +39,9 @@ def test_bearer_matches(header: str | None, expected: bool) -> None:
     assert bearer_matches(header, TOKEN) is expected
 
 
-def test_only_the_page_and_health_are_open() -> None:
-    assert OPEN_PATHS == {"/", "/health"}  # /metrics too needs the token: what customers ask is the bank's business
+def test_only_the_page_its_socketio_client_and_health_are_open() -> None:
+    # /metrics too needs the token: what customers ask is the bank's business (/tickets: the staff token)
+    assert OPEN_PATHS == {"/", "/health", "/vendor/socket.io.min.js"}
 
 
 # ---------------------------------------------------------------- the real action server: /metrics and decisions
