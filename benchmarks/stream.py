@@ -229,7 +229,7 @@ def throughput(args, servers: str, records, workdir: Path, consumers: int) -> di
     create_topic(servers, topic, 4)
     preload(servers, topic, records)
     threads = max((os.cpu_count() or 2) // consumers, 1) if consumers > 1 else None
-    processes = [Processor(args, servers, run, group, topic, workdir / f"{run}.db", args.metrics_port + i, threads)
+    processes = [Processor(args, servers, run, group, topic, workdir / f"{run}-{i}.db", args.metrics_port + i, threads)
                  for i in range(consumers)]
     try:
         for p in processes:

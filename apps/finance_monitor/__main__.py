@@ -3,7 +3,8 @@
 Commands:
   run               the stream: score finance.news, aggregate per ticker, raise alerts (SIGTERM stops it cleanly)
   replay FILE       produce a JSONL/CSV file into the input topic at --rate messages/s
-  alerts            print the committed alert history; --follow tails the alerts topic (read_committed)
+  alerts            print the committed alert history of this processor's partitions (its state store);
+                    --follow tails the alerts topic of the whole group (read_committed)
   train-demo-model  fine-tune the small demo sentiment model and register it (production if none exists)
   demo              ensure a model and a broker, replay the shipped demo news, show the alerts raised
 
@@ -46,7 +47,8 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
                        help="registry root (TEXTML_MODEL_DIR; var/models)")
     group.add_argument("--rules", dest="rules_path", type=Path, help="rules YAML (demo/rules.yaml)")
     group.add_argument("--tickers", dest="tickers_path", type=Path, help="ticker dictionary YAML (demo/tickers.yaml)")
-    group.add_argument("--db", dest="db_path", type=Path, help="SQLite alert history (var/finance_monitor/alerts.db)")
+    group.add_argument("--db", dest="db_path", type=Path, help="this processor's own state store and alert history, "
+                       "SQLite (FINANCE_DB; $TEXTML_VAR_DIR/finance_monitor/alerts.db)")
     group.add_argument("--batch-size", type=int, help=f"records per batch at most ({d.batch_size})")
     group.add_argument("--max-wait-ms", type=int, help=f"longest wait to fill a batch ({d.max_wait_ms})")
     group.add_argument("--linger-ms", type=int, help="once records arrived, score them when no more came for "
@@ -56,7 +58,7 @@ def _add_stream_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu or cuda (CUDA when available)")
     group.add_argument("--partitions", type=int, help=f"partitions of topics the stream creates ({d.partitions})")
     group.add_argument("--instance-id", help="this processor's stable id, part of its Kafka transactional id "
-                       "(FINANCE_INSTANCE_ID; default <host>-<n>, n the lowest slot no running processor holds)")
+                       "(FINANCE_INSTANCE_ID; default <host>-<8 hex digits of the store's path>)")
     group.add_argument("--dedup-records", type=int, help="a message id (per record key) repeated within this many "
                        f"offsets of a partition is scored and counted once; 0 turns it off ({d.dedup_records})")
 
@@ -129,9 +131,9 @@ def alerts_command(args: argparse.Namespace) -> int:
             pass
         return 0
     from apps.finance_monitor.follow import show_alerts
-    from apps.finance_monitor.store import AlertStore
+    from apps.finance_monitor.store import StateStore
 
-    store = AlertStore(config.db_path, config.group_id)
+    store = StateStore(config.db_path, config.group_id)
     try:
         shown = show_alerts(store, as_json=args.json, last=args.last)
     finally:
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from apps.finance_monitor.instance import StoreInUseError
     from apps.finance_monitor.rules import RulesError
     from apps.finance_monitor.stream import BrokerUnavailableError
     from apps.finance_monitor.tickers import TickerConfigError
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (RulesError, TickerConfigError, DataError, ModelNotFoundError, ValueError,
-            BrokerUnavailableError) as error:
+            BrokerUnavailableError, StoreInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

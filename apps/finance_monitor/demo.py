@@ -18,7 +18,7 @@ from apps.finance_monitor.follow import show_alerts
 from apps.finance_monitor.replay import ReplayOptions, make_producer, messages_from_file, replay
 from apps.finance_monitor.service import build_stream
 from apps.finance_monitor.settings import StreamConfig, default_var_dir
-from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.store import StateStore
 from apps.finance_monitor.stream import ensure_topics
 
 
@@ -65,7 +65,7 @@ def run_demo(config: StreamConfig, news: Path, idle_exit_s: float = 4.0) -> int:
           f"{sum(len(r.dead) for r in results)} dead-lettered, {sum(r.late for r in results)} late event(s) skipped")
 
     print(f"\n== alerts (history in {config.db_path}; topic {config.alerts_topic})")
-    store = AlertStore(config.db_path, config.group_id)
+    store = StateStore(config.db_path, config.group_id)
     shown = show_alerts(store)
     store.close()
     if not shown:

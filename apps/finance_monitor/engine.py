@@ -18,6 +18,11 @@ Two rules make the stream exactly-once on top of Kafka transactions (see ``strea
   the partition's order (alerts stay deterministic), and it covers what a producer retry or a
   re-run replay of a file leaves behind. A message fanned out to several tickers is several
   records with different keys, so each ticker still counts it once.
+
+A third mode rebuilds lost state: ``PartitionState.rebuild_until`` (set when a partition's changelog
+was lost and the group's committed offset is ahead of the state) makes records below it count for
+the state only (windows, seen ids, cooldowns, alerts kept as history in ``replayed_alerts``) with no
+output and no offset to commit: their outputs are already committed.
 """
 
 from __future__ import annotations
@@ -68,12 +73,14 @@ class PartitionState:
     """State of one input partition: ticker -> windows, the ids seen, and how far the state reaches.
 
     ``seen`` maps ``dedup_key`` to the offset of the record that was scored, oldest first;
-    ``applied`` is the next offset already applied (None: nothing yet).
+    ``applied`` is the next offset already applied (None: nothing yet); records below ``rebuild_until``
+    are re-read from the input to rebuild lost state (state only, no outputs).
     """
 
     tickers: dict[str, TickerWindows] = field(default_factory=dict)
     seen: OrderedDict[str, int] = field(default_factory=OrderedDict)
     applied: int | None = None
+    rebuild_until: int | None = None
 
 
 def dedup_key(key: bytes | None, message_id: str) -> str:
@@ -88,12 +95,14 @@ class BatchResult:
     ``applied_before``/``applied``: each partition's applied mark before and after the batch (the
     store checks the first against its checkpoint and writes the second); ``redone``: the first and
     last offset of the records redone per partition, whose stored alerts the shell publishes again;
-    ``origins``: alert id -> (partition, offset of the record whose processing raised it).
+    ``origins``: alert id -> (partition, offset of the record whose processing raised it);
+    ``replayed_alerts``: raised again while rebuilding state from the input (history, not published again).
     """
 
     scored: list[tuple[bytes | None, dict]] = field(default_factory=list)
     dead: list[tuple[bytes | None, dict]] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    replayed_alerts: list[Alert] = field(default_factory=list)
     origins: dict[str, tuple[Partition, int]] = field(default_factory=dict)
     events: list[tuple[Partition, str, Event]] = field(default_factory=list)
     touched: dict[tuple[Partition, str], TickerWindows] = field(default_factory=dict)
@@ -104,6 +113,7 @@ class BatchResult:
     redone: dict[Partition, tuple[int, int]] = field(default_factory=dict)
     late: int = 0
     duplicates: int = 0
+    rebuilt: int = 0  # records applied to the state only (rebuild from the input)
 
 
 class AlertEngine:
@@ -128,12 +138,16 @@ class AlertEngine:
     def process(self, records: Sequence[Record], scorer: Scorer) -> BatchResult:
         """Records in partition order (offsets increasing per partition) -> everything to write."""
         result = BatchResult()
-        valid: list[tuple[Record, NewsMessage, tuple[str, ...], bool]] = []  # ..., redo
+        valid: list[tuple[Record, NewsMessage, tuple[str, ...], bool, bool]] = []  # ..., redo, rebuild
         for record in records:
             partition = (record.topic, record.partition)
             state = self.partitions.setdefault(partition, PartitionState())
             result.applied_before.setdefault(partition, state.applied)
-            result.offsets[partition] = record.offset + 1
+            rebuild = state.rebuild_until is not None and record.offset < state.rebuild_until
+            if rebuild:
+                result.rebuilt += 1
+            else:
+                result.offsets[partition] = record.offset + 1
             redo = state.applied is not None and record.offset < state.applied
             if redo:
                 first, last = result.redone.get(partition, (record.offset, record.offset))
@@ -142,21 +156,23 @@ class AlertEngine:
                 state.applied = result.applied[partition] = record.offset + 1
             parsed = parse_message(record.value, record.timestamp_ms / 1000.0, self.limits)
             if isinstance(parsed, DeadLetter):
-                result.dead.append((record.key, self._dead_letter(record, parsed)))
+                if not rebuild:
+                    result.dead.append((record.key, self._dead_letter(record, parsed)))
                 continue
             if self._duplicate(state, partition, record, parsed.id, redo, result):
                 continue
             tickers = parsed.tickers or self.extractor.extract(parsed.text)
-            valid.append((record, parsed, tickers, redo))
-        scores = scorer([message.text for _, message, _, _ in valid]) if valid else []
-        for (record, message, tickers, redo), score in zip(valid, scores, strict=True):
-            result.scored.append((record.key, self._scored(record, message, tickers, score)))
+            valid.append((record, parsed, tickers, redo, rebuild))
+        scores = scorer([message.text for _, message, _, _, _ in valid]) if valid else []
+        for (record, message, tickers, redo, rebuild), score in zip(valid, scores, strict=True):
+            if not rebuild:
+                result.scored.append((record.key, self._scored(record, message, tickers, score)))
             if redo:
                 continue
             event = Event(ts=message.ts, seq=record.offset, id=message.id, score=score.sentiment,
                           negative=score.label == "negative", text=message.text[:EVIDENCE_TEXT_CHARS])
             for ticker in self._owned_tickers(record, tickers):
-                self._add(result, record, ticker, event)
+                self._add(result, record, ticker, event, rebuild)
         if self.dedup_records:
             for partition, applied in result.applied.items():
                 seen = self.partitions[partition].seen
@@ -189,7 +205,7 @@ class AlertEngine:
         key = record.key.decode("utf-8", "replace").upper() if record.key else None
         return (key,) if key in tickers else tickers
 
-    def _add(self, result: BatchResult, record: Record, ticker: str, event: Event) -> None:
+    def _add(self, result: BatchResult, record: Record, ticker: str, event: Event, rebuild: bool) -> None:
         partition = (record.topic, record.partition)
         state = self.partitions[partition]
         windows = state.tickers.get(ticker)
@@ -203,7 +219,7 @@ class AlertEngine:
         result.touched[(partition, ticker)] = windows
         for released in windows.release():
             for alert in evaluate(ticker, windows, self.rules, released, self.model_version):
-                result.alerts.append(alert)
+                (result.replayed_alerts if rebuild else result.alerts).append(alert)
                 result.origins[alert.alert_id] = (partition, record.offset)
 
     def _scored(self, record: Record, message: NewsMessage, tickers: tuple[str, ...], score: Score) -> dict:

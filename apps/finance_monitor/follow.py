@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TextIO
 
-from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.store import StateStore
 
 
 def format_alert(alert: dict) -> str:
@@ -26,7 +26,7 @@ def format_alert(alert: dict) -> str:
     return "\n".join(lines)
 
 
-def show_alerts(store: AlertStore, follow: bool = False, as_json: bool = False, last: int | None = None,
+def show_alerts(store: StateStore, follow: bool = False, as_json: bool = False, last: int | None = None,
                 poll_s: float = 1.0, out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:
     """Print the committed history (the ``last`` N, or all), then, with ``follow``, new ones as SQLite marks
     them published; returns the count."""

@@ -35,7 +35,7 @@ class StreamConfig:
     registry_root: Path | None = None      # None: core's default (TEXTML_MODEL_DIR or var/models)
     rules_path: Path = DEMO_DIR / "rules.yaml"
     tickers_path: Path | None = DEMO_DIR / "tickers.yaml"
-    db_path: Path = REPO_ROOT / "var" / "finance_monitor" / "alerts.db"
+    db_path: Path = REPO_ROOT / "var" / "finance_monitor" / "alerts.db"   # this processor's own state store
     batch_size: int = 64                   # records per batch at most ...
     max_wait_ms: int = 250                 # ... and at most this long collecting them ...
     linger_ms: int = 5                     # ... stopping early once no record came for this long
@@ -47,13 +47,13 @@ class StreamConfig:
     webhook_backoff_s: float = 0.5         # doubled after each failed attempt
     device: str | None = None              # None: CUDA when available, else CPU
     partitions: int = 4                    # partitions of topics the stream creates
-    instance_id: str | None = None         # this processor's part of the transactional id; None: <host>-<slot>
+    instance_id: str | None = None         # this processor's part of the transactional id; None: <host>-<store hash>
     dedup_records: int = 100_000           # an id repeated within this many offsets of a partition counts once
 
     @property
-    def instance_lock_dir(self) -> Path:
-        """Where the instance slot locks live: beside the SQLite file the processors of a host share."""
-        return self.db_path.parent / f"{self.db_path.name}.instances"
+    def changelog_topic(self) -> str:
+        """The compacted topic behind every processor's state store (Kafka Streams' ``<app>-<store>-changelog``)."""
+        return f"{self.group_id}-state-changelog"
 
     def validate(self) -> None:
         checks = {"batch_size": self.batch_size >= 1, "max_wait_ms": self.max_wait_ms >= 0,

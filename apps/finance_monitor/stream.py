@@ -1,32 +1,35 @@
 """The I/O shell around :class:`~apps.finance_monitor.engine.AlertEngine`: Kafka in, Kafka/SQLite/webhook out.
 
-The loop, exactly-once: a batch's scores, dead letters, alerts and input offsets are one Kafka
-transaction, so a ``read_committed`` reader sees all of a batch or nothing of it::
+The loop, exactly-once: a batch's scores, dead letters, alerts, state changes (changelog records)
+and input offsets are one Kafka transaction, so a ``read_committed`` reader sees all of a batch or
+nothing of it, and the changelog always matches the group's committed offsets::
 
     collect a batch (at most batch_size records, at most max_wait_ms, early when input pauses)
     engine.process(batch)                 # validate, drop repeated ids, score, windows, rules (pure)
     begin the transaction; send scores + dead letters
-    SQLite: window events, seen ids, cooldowns, alerts, checkpoints      (one SQLite transaction)
-    send the batch's alerts (and the stored alerts of redone records)
+    stage the batch in the local store (SQLite transaction left open) -> its changelog records
+    send the alerts and the changelog records
     send the input offsets with the consumer's group metadata (KIP-447); commit the transaction
-    mark the alerts published in SQLite (the history people read and the webhook take only those)
+    commit SQLite, with the changelog offset it now reflects
 
-Why SQLite commits *before* Kafka: the window state must never miss a batch whose outputs are
-visible. If the process dies or the Kafka transaction fails after the SQLite commit, the
-transaction is aborted (by the broker when a processor with the same transactional id starts,
-or after TRANSACTION_TIMEOUT_MS), the group's committed offset stays at the batch's start, and
-the SQLite checkpoint is one batch ahead. The partition's next owner (or this processor, after an
-abort) seeks to the committed offset and redoes those records: the engine scores them and the
-outputs go out again, but they do not touch the state, and their alerts are read back from
-SQLite, so nothing is counted twice. The other order (Kafka first) would need the state rebuilt
-from the input after a crash between the two commits. The SQLite write only moves a checkpoint
-on from the value this processor loaded; a processor that lost the partition meanwhile fails
-with StaleStateError, aborts and reloads instead of overwriting the new owner's state.
+State is per input partition and lives in this processor's local store (``store.py``), backed by
+the compacted topic ``<group>-state-changelog`` (``changelog.py``), partition for partition. When a
+partition is assigned, its state is brought up to date from the changelog before any record is
+processed: from the local store's changelog position when it has one (a restart reads only the
+tail), else from the changelog's start (a partition that moved from another processor, on any
+host). Nothing is shared between processors but Kafka.
+
+SQLite commits *after* Kafka, so the local store is never ahead of the committed state: a crash
+between the two commits leaves it behind, and the restore reads the missing changelog tail. A
+failed transaction rolls SQLite back, aborts, and the batch's partitions are restored again and
+read from the committed offsets. When the changelog holds less than the committed offsets cover
+(the topic was deleted: it is recreated empty), the state is rebuilt by re-reading the input from
+its earliest retained offset up to the committed offset for the state only (a warning says how far
+back that goes), then processing carries on.
 
 The transactional id is ``<group>.<instance id>`` (see ``instance.py``): stable across restarts,
 one per running processor; the group metadata sent with the offsets fences a processor whose
-partitions moved to another member. A rebalance drops the revoked partitions' state and the new
-owner rebuilds it from SQLite (processors of one group share the database file).
+partitions moved to another member.
 """
 
 from __future__ import annotations
@@ -46,11 +49,12 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
+from apps.finance_monitor.changelog import ChangelogReader, encode, ensure_changelog, restore_partition
 from apps.finance_monitor.engine import AlertEngine, BatchResult, Record, Scorer
-from apps.finance_monitor.instance import InstanceSlot, transactional_id
+from apps.finance_monitor.instance import StoreLock, default_instance_id, transactional_id
 from apps.finance_monitor.metrics import StreamMetrics
 from apps.finance_monitor.settings import StreamConfig
-from apps.finance_monitor.store import AlertStore, StaleStateError
+from apps.finance_monitor.store import StaleStateError, StateStore
 from apps.finance_monitor.webhook import WebhookSink
 
 log = logging.getLogger(__name__)
@@ -68,6 +72,7 @@ REBALANCE_POLL_MS = 200  # least poll timeout while a rebalance is under way (Jo
 # (sooner when a processor with the same transactional id starts). Kafka Streams uses 10 s.
 TRANSACTION_TIMEOUT_MS = 30_000
 MAX_ABORTS = 5  # batches in a row whose transaction failed before the processor gives up (and exits)
+MAX_BLOCK_MS = 15_000  # a send to a topic without metadata (the changelog was deleted) fails after this long
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
     """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are.
@@ -143,7 +148,11 @@ class StreamProcessor:
         self.transactional_id: str | None = None
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
-        self.store: AlertStore | None = None
+        self.store: StateStore | None = None
+        self.admin: KafkaAdminClient | None = None
+        self.reader: ChangelogReader | None = None
+        self.changelog_id: str | None = None  # the changelog topic's id (a recreated topic has a new one)
+        self.partition_count = config.partitions  # of the input topic, read at start
 
     # -- rebalance ---------------------------------------------------------------------------
 
@@ -156,35 +165,63 @@ class StreamProcessor:
         log.info("partitions revoked: %s", sorted(gone))
 
     def on_assigned(self, partitions) -> None:
-        """Restore each partition's state from SQLite and seek to the group's committed offset.
+        """Restore each partition's state from the changelog and seek to the group's committed offset.
 
-        The committed offset is where the last committed transaction left the partition (the
-        consumer reads it with ``require_stable``, so a transaction still completing is waited for).
-        The SQLite checkpoint may be ahead of it by one batch whose transaction never committed:
-        those records are redone (outputs only; see the module docstring). Without a committed
-        offset the partition is read from its beginning. Always seeking matters: kafka-python 3
-        keeps a partition's fetch position when the same consumer gets it back, which would skip
-        records fetched but not processed before a revocation.
+        The committed offset is read first, with ``require_stable``: a transaction of the partition's
+        previous owner that is still completing is waited for, so its changelog records are in what the
+        restore reads. The changelog's applied mark then equals the committed offset (one transaction
+        writes both). When it is behind (the changelog was lost), the records in between are re-read for
+        the state only. Always seeking matters: kafka-python 3 keeps a partition's fetch position when
+        the same consumer gets it back, which would skip records fetched but not processed before.
         """
         assigned = {(tp.topic, tp.partition) for tp in partitions}
         self._drop_pending(assigned)  # fetched from kafka-python's position before the seeks below
+        if partitions:
+            self._ensure_changelog()
         for tp in partitions:
             key = (tp.topic, tp.partition)
-            state = self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
             committed = self.consumer.committed(tp)
-            if committed is None:
+            started = time.monotonic()
+            restored = restore_partition(self.store, self.reader, self.changelog_id, tp.topic, tp.partition)
+            state = self.engine.partitions[key] = self.store.load_partition(tp.topic, tp.partition, self.engine)
+            log.info("%s[%d]: restored from the changelog (%d record(s) read in %.2f s; state at offset %s, "
+                     "committed %s)", tp.topic, tp.partition, restored, time.monotonic() - started, state.applied,
+                     committed)
+            if committed is not None and (state.applied or 0) < committed:
+                self._rebuild(tp, state, committed)
+            elif committed is None:
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, committed)
-                self.store.mark_committed(tp.topic, tp.partition, committed)
-            if state.applied is not None and (committed or 0) < state.applied:
-                log.info("%s[%d]: offsets %s to %d are in SQLite but were not committed to Kafka: redoing their "
-                         "outputs", tp.topic, tp.partition, committed or 0, state.applied - 1)
-            elif state.applied is not None and committed is not None and committed > state.applied:
-                log.warning("%s[%d]: the group committed offset %d but the SQLite state reaches only %d: the "
-                            "records in between are not in the windows (was the database replaced?)",
-                            tp.topic, tp.partition, committed, state.applied)
+                if state.applied is not None and committed < state.applied:
+                    log.info("%s[%d]: offsets %d to %d are in the state but were not committed to Kafka: redoing "
+                             "their outputs", tp.topic, tp.partition, committed, state.applied - 1)
         log.info("partitions assigned: %s", sorted(assigned))
+
+    def _rebuild(self, tp: TopicPartition, state, committed: int) -> None:
+        """The changelog holds less than the committed offset covers: re-read the input for the state only."""
+        earliest = self.consumer.beginning_offsets([tp])[tp]
+        start = max(state.applied or 0, earliest)
+        since = self.reader.first_timestamp(tp.topic, tp.partition, start)
+        log.warning("%s[%d]: the changelog %s holds the state up to offset %s but the group committed %d: rebuilding "
+                    "the state by re-reading the input from offset %d (the earliest retained is %d, written %s) to %d "
+                    "(%d record(s), state only, no output)%s", tp.topic, tp.partition, self.reader.topic,
+                    state.applied, committed, start, earliest,
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since)) if since else "at an unknown time",
+                    committed - 1, committed - start,
+                    "; records before the earliest retained offset are lost to the state" if earliest > 0 and
+                    (state.applied or 0) < earliest else "")
+        state.rebuild_until = committed
+        self.consumer.seek(tp, start)
+
+    def _ensure_changelog(self) -> None:
+        """Create the changelog topic when it is missing (first start, or deleted), and note its id."""
+        topic_id, created = ensure_changelog(self.admin, self.reader.topic, self.partition_count)
+        if created:
+            log.warning("the changelog topic %s was missing: created it (compacted, %d partitions); partitions "
+                        "with committed offsets rebuild their state from the input", self.reader.topic,
+                        self.partition_count)
+        self.changelog_id = topic_id
 
     def _drop_pending(self, partitions: set[tuple[str, int]]) -> None:
         """Remove the pending records of ``partitions`` (they are fetched again from the committed offset)."""
@@ -211,19 +248,25 @@ class StreamProcessor:
         config = self.config
         ensure_topics(config.bootstrap_servers, [config.input_topic, config.scored_topic, config.alerts_topic,
                                                  config.deadletter_topic], config.partitions)
-        self.store = AlertStore(config.db_path, config.group_id)
-        slot = None
-        instance = config.instance_id
-        if instance is None:
-            slot = InstanceSlot(config.instance_lock_dir, config.group_id)
-            instance = slot.acquire()
-        self.transactional_id = transactional_id(config.group_id, instance)
+        lock = StoreLock(config.db_path)
+        lock.acquire()
+        self.store = StateStore(config.db_path, config.group_id)
+        self.transactional_id = transactional_id(config.group_id,
+                                                 config.instance_id or default_instance_id(config.db_path))
         webhook = None
         try:
+            self.admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers,
+                                          client_id="finance-monitor-admin")
+            self.partition_count = len(self.admin.describe_topics([config.input_topic])[0]["partitions"])
+            self.reader = ChangelogReader(config.bootstrap_servers, config.changelog_topic)
+            self._ensure_changelog()
+            # No auto-creation: a deleted changelog must fail the batch (and be recreated compacted), not
+            # come back as an ordinary topic.
             self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers,
                                           transactional_id=self.transactional_id, enable_idempotence=True,
                                           acks="all", linger_ms=5, retries=10, retry_backoff_ms=200,
-                                          transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
+                                          transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+                                          allow_auto_create_topics=False, max_block_ms=MAX_BLOCK_MS)
             # Fences an earlier incarnation of this instance and aborts the transaction it left open,
             # before the consumer reads the committed offsets.
             self.producer.init_transactions()
@@ -264,9 +307,11 @@ class StreamProcessor:
                 self.consumer.close(autocommit=False)
             if self.producer is not None:
                 self.producer.close(timeout=10)
+            for client in (self.reader, self.admin):
+                if client is not None:
+                    client.close()
             self.store.close()
-            if slot is not None:
-                slot.release()
+            lock.release()
             log.info("stream stopped")
 
     def _rejoin_if_stalled(self, topic: str) -> None:
@@ -383,30 +428,39 @@ class StreamProcessor:
         return result
 
     def _transact(self, result: BatchResult, webhook: bool) -> list:
-        """Write the batch: SQLite, then one Kafka transaction with its outputs and offsets; returns the new alerts.
+        """Write the batch: one Kafka transaction with its outputs, changelog records and offsets, then SQLite.
 
-        Raises KafkaError (a send not acknowledged, the offsets refused after a rebalance, no broker) or
-        StaleStateError; the caller aborts.
+        Returns the new alerts. Raises KafkaError (a send not acknowledged, the offsets refused after a
+        rebalance, no broker) or StaleStateError, with SQLite rolled back; the caller aborts.
         """
-        config, producer = self.config, self.producer
+        config, producer, store = self.config, self.producer, self.store
         producer.begin_transaction()
         futures = self._send([(config.scored_topic, key, value) for key, value in result.scored]
                              + [(config.deadletter_topic, key, value) for key, value in result.dead])
-        new_alerts = self.store.write_batch(result, self.engine.rules.longest_window_s, webhook,
-                                            config.dedup_records)
-        alerts = {alert.alert_id: alert.to_dict() for alert in result.alerts}
-        for stored in self.store.alerts_raised(result.redone):  # raised the first time these records were seen
-            alerts.setdefault(stored["alert_id"], stored)
-        futures += self._send([(config.alerts_topic, alert_id.encode(), body) for alert_id, body in alerts.items()])
-        producer.flush()
-        failed = [future for future in futures if future.failed()]
-        if failed:  # flush does not raise for records the broker refused
-            raise KafkaError(f"{len(failed)} of {len(futures)} record(s) were not acknowledged: "
-                             f"{failed[0].exception!r}")
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.offsets.items()}
-        producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
-        self._commit_transaction()
-        self.store.mark_published(alerts)
+        new_alerts, changes = store.stage_batch(result, self.engine.rules.longest_window_s, webhook,
+                                                config.dedup_records)
+        try:
+            alerts = {alert.alert_id: alert.to_dict() for alert in result.alerts}
+            for stored in store.alerts_raised(result.redone):  # raised the first time these records were seen
+                alerts.setdefault(stored["alert_id"], stored)
+            futures += self._send([(config.alerts_topic, alert_id.encode(), body)
+                                   for alert_id, body in alerts.items()])
+            logged = {partition: [producer.send(config.changelog_topic, *encode(change), partition=partition[1])
+                                  for change in partition_changes]
+                      for partition, partition_changes in changes.items()}
+            producer.flush()
+            failed = [future for future in futures + [f for fs in logged.values() for f in fs] if future.failed()]
+            if failed:  # flush does not raise for records the broker refused
+                raise KafkaError(f"{len(failed)} record(s) were not acknowledged: {failed[0].exception!r}")
+            if result.offsets:  # none while the whole batch rebuilds state
+                offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in result.offsets.items()}
+                producer.send_offsets_to_transaction(offsets, self.consumer.group_metadata())
+            self._commit_transaction()
+        except BaseException:
+            store.rollback()
+            raise
+        store.commit(self.changelog_id, {partition: max(f.value.offset for f in fs) + 1
+                                         for partition, fs in logged.items() if fs})
         return new_alerts
 
     def _commit_transaction(self) -> None:

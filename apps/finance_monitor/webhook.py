@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class WebhookSink(threading.Thread):
         self.wake = threading.Event()
 
     def run(self) -> None:
-        store = AlertStore(self.db_path, self.group)
+        store = StateStore(self.db_path, self.group)
         try:
             with httpx.Client(timeout=self.timeout_s) as client:
                 while not self.stop_event.is_set():
@@ -65,7 +65,7 @@ class WebhookSink(threading.Thread):
         finally:
             store.close()
 
-    def _deliver(self, client: httpx.Client, store: AlertStore, alert: dict, attempts: int) -> None:
+    def _deliver(self, client: httpx.Client, store: StateStore, alert: dict, attempts: int) -> None:
         errors: list[str] = []
         delay = self.backoff_s
         while attempts < self.retries and not self.stop_event.is_set():

@@ -50,3 +50,15 @@ def rules(**overrides):
     }
     document.update(overrides)
     return rules_from_dict(document)
+
+
+def write_batch(store, result, longest_window_s: float, webhook: bool = False, dedup_records: int = 0,
+                log: list | None = None) -> list:
+    """Stage and commit a batch as the stream does around its Kafka transaction (``log`` collects the changelog
+    records, in order, as (partition, change)); returns the new alerts."""
+    new, changes = store.stage_batch(result, longest_window_s, webhook, dedup_records)
+    if log is not None:
+        log.extend((partition, change) for partition, partition_changes in changes.items()
+                   for change in partition_changes)
+    store.commit("test-changelog", {partition: 0 for partition in changes})
+    return new

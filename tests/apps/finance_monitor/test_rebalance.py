@@ -1,10 +1,11 @@
 """Rebalance and abort bookkeeping of the stream: a partition that is (re)assigned, or whose batch's
-transaction was aborted, is restored from SQLite and read again from the group's committed offset.
+transaction was aborted, is restored from its store and changelog and read again from the group's
+committed offset; one whose changelog lost the state is rebuilt from the input's earliest offset.
 
 kafka-python 3 keeps a partition's fetch position when the same consumer is assigned it
 again, so the processor has to seek; these tests pin where it seeks. The consumer and producer
-here are small recording stand-ins (the real-broker scenarios live in test_stream_kafka.py and
-test_exactly_once.py).
+here are small recording stand-ins, the changelog an empty one (the real-broker scenarios live in
+test_stream_kafka.py, test_exactly_once.py and test_changelog_kafka.py).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from kafka.errors import KafkaError, ProducerFencedError
 from apps.finance_monitor.engine import AlertEngine, Record
 from apps.finance_monitor.messages import MessageLimits
 from apps.finance_monitor.settings import StreamConfig
-from apps.finance_monitor.store import AlertStore
+from apps.finance_monitor.store import StateStore
 from apps.finance_monitor.stream import MAX_ABORTS, StreamProcessor, _Rebalance
 from apps.finance_monitor.tickers import TickerExtractor
 
-from .helpers import keyword_scorer, record, rules
+from .helpers import keyword_scorer, record, rules, write_batch
 
 
 class RecordingConsumer:
@@ -38,15 +39,39 @@ class RecordingConsumer:
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         self.seeks.update(dict.fromkeys(partitions, "beginning"))
 
+    def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return dict.fromkeys(partitions, 0)
+
     def assignment(self) -> set[TopicPartition]:
         return self.assigned
 
 
+class EmptyChangelog:
+    """A changelog with nothing in it beyond what the local store already reflects."""
+
+    topic = "test-changelog"
+
+    def bounds(self, partition: int) -> tuple[int, int]:
+        return 0, 0
+
+    def read(self, partition: int, start: int, end: int) -> list:
+        return []
+
+    def first_timestamp(self, topic: str, partition: int, offset: int) -> float | None:
+        return None
+
+
 def processor(tmp_path, committed: dict[TopicPartition, int] | None = None) -> StreamProcessor:
+    """A stream whose store holds the committed state: each partition's records below its committed offset."""
     engine = AlertEngine(rules(), TickerExtractor({"NOVA": ("Novagen",)}), MessageLimits(), "test:v1")
     stream = StreamProcessor(StreamConfig(db_path=tmp_path / "alerts.db"), engine, keyword_scorer)
-    stream.store = AlertStore(tmp_path / "alerts.db")
+    stream.store = StateStore(tmp_path / "alerts.db")
     stream.consumer = RecordingConsumer(committed)
+    stream.reader, stream.changelog_id = EmptyChangelog(), "test-changelog"
+    stream._ensure_changelog = lambda: None
+    writer = AlertEngine(rules(), TickerExtractor({"NOVA": ("Novagen",)}), MessageLimits(), "test:v1")
+    for tp, offset in (committed or {}).items():
+        write_batch(stream.store, writer.process(fetched(tp.partition, *range(offset)), keyword_scorer), 3600.0)
     return stream
 
 
@@ -69,14 +94,28 @@ def test_a_partition_that_comes_back_is_read_again_from_the_committed_offset(tmp
     assert stream.consumer.seeks == {NEWS0: 3, NEWS1: "beginning"}  # nothing committed yet: from the start
 
 
+def test_a_partition_whose_changelog_lost_its_state_is_rebuilt_from_the_input(tmp_path, caplog):
+    """The group committed offset 3 but neither the store nor the changelog holds any state (the changelog
+    topic was deleted): the input is re-read from its earliest offset, for the state only, up to offset 3."""
+    stream = processor(tmp_path)
+    stream.consumer.offsets = {NEWS0: 3}
+    stream.on_assigned([NEWS0])
+    assert stream.consumer.seeks == {NEWS0: 0}
+    assert stream.engine.partitions[("news", 0)].rebuild_until == 3
+    assert "rebuilding the state by re-reading the input from offset 0 (the earliest retained is 0" in caplog.text
+    rebuilt = stream.engine.process(fetched(0, 0, 1, 2, 3), keyword_scorer)
+    assert [s["id"] for _, s in rebuilt.scored] == ["m3"] and rebuilt.rebuilt == 3  # outputs only past offset 3
+    assert rebuilt.offsets == {("news", 0): 4} and rebuilt.applied == {("news", 0): 4}
+    assert [e.id for _, _, e in rebuilt.events] == ["m0", "m1", "m2", "m3"]  # the state has them all
+
+
 def test_a_checkpoint_ahead_of_the_committed_offset_is_redone_without_counting_twice(tmp_path):
-    """The batch reached SQLite but its transaction did not commit: its records are read again for their
-    outputs, while the restored state already holds them."""
+    """A store ahead of the committed offset (the stream commits SQLite after Kafka, so only a store put back
+    from elsewhere can be) has its records read again for their outputs, not counted again."""
     stream = processor(tmp_path, committed={NEWS0: 2})
-    first = stream.engine.process(fetched(0, 0, 1), keyword_scorer)
-    stream.store.write_batch(first, stream.engine.rules.longest_window_s)
-    lost = stream.engine.process(fetched(0, 2, 3, 4), keyword_scorer)  # SQLite yes, Kafka no
-    stream.store.write_batch(lost, stream.engine.rules.longest_window_s)
+    stream.engine.partitions[("news", 0)] = stream.store.load_partition("news", 0, stream.engine)
+    lost = stream.engine.process(fetched(0, 2, 3, 4), keyword_scorer)  # in the store, not committed
+    write_batch(stream.store, lost, stream.engine.rules.longest_window_s)
 
     stream.on_assigned([NEWS0])
     assert stream.consumer.seeks == {NEWS0: 2}
@@ -127,6 +166,7 @@ class RecordingProducer:
 def test_an_aborted_batch_is_redone_from_the_committed_offsets_of_its_assigned_partitions(tmp_path, monkeypatch):
     monkeypatch.setattr("apps.finance_monitor.stream.time.sleep", lambda s: None)
     stream = processor(tmp_path, committed={NEWS0: 4})
+    stream.engine.partitions[("news", 0)] = stream.store.load_partition("news", 0, stream.engine)
     stream.producer = RecordingProducer()
     stream.consumer.assigned = {NEWS0}  # news[1] was revoked meanwhile: its next owner redoes it
     result = stream.engine.process(fetched(0, 4, 5) + fetched(1, 0), keyword_scorer)
@@ -134,7 +174,7 @@ def test_an_aborted_batch_is_redone_from_the_committed_offsets_of_its_assigned_p
     stream._abort(KafkaError("the broker refused the offsets"), result)
 
     assert stream.producer.aborts == 1 and stream.consumer.seeks == {NEWS0: 4}
-    assert stream.engine.partitions[("news", 0)].applied is None  # reloaded from SQLite, which holds nothing yet
+    assert stream.engine.partitions[("news", 0)].applied == 4  # reloaded from the store: the committed state
     with pytest.raises(KafkaError, match="could not be committed"):
         for _ in range(MAX_ABORTS):
             stream._abort(KafkaError("again"), result)

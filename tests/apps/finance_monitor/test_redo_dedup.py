@@ -11,10 +11,10 @@ import pytest
 
 from apps.finance_monitor.engine import AlertEngine
 from apps.finance_monitor.messages import MessageLimits
-from apps.finance_monitor.store import AlertStore, StaleStateError
+from apps.finance_monitor.store import StaleStateError, StateStore
 from apps.finance_monitor.tickers import TickerExtractor
 
-from .helpers import keyword_scorer, record, rules
+from .helpers import keyword_scorer, record, rules, write_batch
 from .test_rules_windows import T0, neutral_then_negative
 
 
@@ -63,10 +63,10 @@ def test_the_horizon_is_counted_in_offsets():
 
 
 def test_seen_ids_survive_a_restore_from_the_store(tmp_path):
-    store = AlertStore(tmp_path / "a.db")
+    store = StateStore(tmp_path / "a.db")
     first = engine()
-    store.write_batch(first.process([record(0, T0, "Novagen files", ident="a")], keyword_scorer), 3600.0,
-                      dedup_records=first.dedup_records)
+    write_batch(store, first.process([record(0, T0, "Novagen files", ident="a")], keyword_scorer), 3600.0,
+                dedup_records=first.dedup_records)
     second = engine()
     second.partitions[("news", 0)] = store.load_partition("news", 0, second)
     result = second.process([record(1, T0, "Novagen files", ident="a")], keyword_scorer)
@@ -82,14 +82,14 @@ def test_a_redone_batch_repeats_its_outputs_and_alerts_but_not_its_counts(tmp_pa
     records = neutral_then_negative()
     undisturbed = engine()
     reference = undisturbed.process(records, keyword_scorer)
-    store, first = AlertStore(tmp_path / "a.db"), engine()
+    store, first = StateStore(tmp_path / "a.db"), engine()
     published: list[str] = []
     for i in range(0, 40, 4):
         result = first.process(records[i:i + 4], keyword_scorer)
-        store.write_batch(result, 3600.0)
+        write_batch(store, result, 3600.0)
         published += [a.alert_id for a in result.alerts]
     lost = first.process(records[40:44], keyword_scorer)
-    store.write_batch(lost, 3600.0)  # ... and then the transaction aborts: nothing of it is visible
+    write_batch(store, lost, 3600.0)  # ... and then the transaction aborts: nothing of it is visible
 
     second = engine()  # the successor restores the partition; the committed offset is 40
     second.partitions[("news", 0)] = store.load_partition("news", 0, second)
@@ -99,7 +99,7 @@ def test_a_redone_batch_repeats_its_outputs_and_alerts_but_not_its_counts(tmp_pa
     assert redo.redone == {("news", 0): (40, 43)}
     stored = store.alerts_raised(redo.redone)
     assert [a["alert_id"] for a in stored] == [a.alert_id for a in lost.alerts]
-    store.write_batch(redo, 3600.0)
+    write_batch(store, redo, 3600.0)
     published += [a["alert_id"] for a in stored] + [a.alert_id for a in redo.alerts]
     rest = second.process(records[46:], keyword_scorer)
     published += [a.alert_id for a in rest.alerts]
@@ -109,14 +109,14 @@ def test_a_redone_batch_repeats_its_outputs_and_alerts_but_not_its_counts(tmp_pa
 
 
 def test_a_writer_whose_checkpoint_was_moved_on_is_refused(tmp_path):
-    store = AlertStore(tmp_path / "a.db")
+    store = StateStore(tmp_path / "a.db")
     mine, theirs = engine(), engine()
-    store.write_batch(mine.process(renumbered(neutral_then_negative())[:4], keyword_scorer), 3600.0)
+    write_batch(store, mine.process(renumbered(neutral_then_negative())[:4], keyword_scorer), 3600.0)
     theirs.partitions[("news", 0)] = store.load_partition("news", 0, theirs)
-    store.write_batch(theirs.process(renumbered(neutral_then_negative())[4:8], keyword_scorer), 3600.0)
+    write_batch(store, theirs.process(renumbered(neutral_then_negative())[4:8], keyword_scorer), 3600.0)
 
     stale = mine.process(renumbered(neutral_then_negative())[4:8], keyword_scorer)  # mine still thinks 4
     with pytest.raises(StaleStateError, match=r"news\[0\]: the checkpoint is 8, not 4"):
-        store.write_batch(stale, 3600.0)
+        write_batch(store, stale, 3600.0)
     assert store.checkpoint("news", 0) == 8
     store.close()

@@ -17,11 +17,11 @@ from apps.finance_monitor.follow import format_alert, show_alerts
 from apps.finance_monitor.messages import MessageLimits
 from apps.finance_monitor.replay import ReplayOptions, fan_out, messages_from_file
 from apps.finance_monitor.settings import config_from_env
-from apps.finance_monitor.store import AlertStore, StaleStateError
+from apps.finance_monitor.store import StaleStateError, StateStore
 from apps.finance_monitor.tickers import TickerExtractor
 from apps.finance_monitor.webhook import WebhookSink, slack_payload
 
-from .helpers import keyword_scorer, rules
+from .helpers import keyword_scorer, rules, write_batch
 from .test_rules_windows import neutral_then_negative
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -36,11 +36,11 @@ def test_state_rebuilt_from_the_checkpoint_raises_the_same_alerts(tmp_path):
     expected = [a.alert_id for a in engine().process(records, keyword_scorer).alerts]
     assert expected
 
-    first, store = engine(), AlertStore(tmp_path / "a.db")
+    first, store = engine(), StateStore(tmp_path / "a.db")
     alerts = []
     for i in range(0, 44, 4):  # the first 44 records, then the process "dies"
         result = first.process(records[i:i + 4], keyword_scorer)
-        alerts += store.write_batch(result, first.rules.longest_window_s)
+        alerts += write_batch(store, result, first.rules.longest_window_s)
     assert store.checkpoint("news", 0) == 44
 
     second = engine()  # a new owner rebuilds the partition from SQLite and carries on
@@ -50,21 +50,19 @@ def test_state_rebuilt_from_the_checkpoint_raises_the_same_alerts(tmp_path):
     assert restored.stats("short") == original.stats("short") and restored.released == original.released
     assert restored.buffered == original.buffered and restored.last_alert == original.last_alert
     result = second.process(records[44:], keyword_scorer)
-    alerts += store.write_batch(result, second.rules.longest_window_s)
+    alerts += write_batch(store, result, second.rules.longest_window_s)
     assert [a.alert_id for a in alerts] == expected
     # writing a batch a second time is refused: the checkpoint is no longer the one it started from
     with pytest.raises(StaleStateError, match="the checkpoint is 50, not 44"):
-        store.write_batch(result, second.rules.longest_window_s)
+        write_batch(store, result, second.rules.longest_window_s)
     assert len(store.alerts_after(0)) == len(expected)
     store.close()
 
 
 def test_outbox_and_history(tmp_path):
-    e, store = engine(), AlertStore(tmp_path / "a.db")
-    new = store.write_batch(e.process(neutral_then_negative(), keyword_scorer), 3600.0, webhook=True)
-    assert [a["alert_id"] for a in store.unpublished()] == [a.alert_id for a in new]
-    store.mark_published(a.alert_id for a in new)
-    assert store.unpublished() == []
+    e, store = engine(), StateStore(tmp_path / "a.db")
+    new = write_batch(store, e.process(neutral_then_negative(), keyword_scorer), 3600.0, webhook=True)
+    assert [a["alert_id"] for _, a in store.alerts_after(0, published_only=True)] == [a.alert_id for a in new]
     assert len(store.pending_webhooks()) == len(new)
     lines: list[str] = []
 
@@ -101,11 +99,10 @@ def test_webhook_retries_with_backoff_and_keeps_failures(tmp_path, fail_first, s
     handler = type("Receiver", (_Receiver,), {"fail_first": fail_first, "received": []})
     server = HTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    e, store = engine(), AlertStore(tmp_path / "a.db")
-    new = store.write_batch(e.process(neutral_then_negative(), keyword_scorer), 3600.0, webhook=True)[:1]
+    e, store = engine(), StateStore(tmp_path / "a.db")
+    new = write_batch(store, e.process(neutral_then_negative(), keyword_scorer), 3600.0, webhook=True)[:1]
     store.db.execute("UPDATE alerts SET webhook_status='disabled' WHERE alert_id!=?", (new[0].alert_id,))
-    assert store.pending_webhooks() == []  # the webhook takes only alerts of committed transactions
-    store.mark_published([new[0].alert_id])
+    assert [a["alert_id"] for a, _ in store.pending_webhooks()] == [new[0].alert_id]
     sink = WebhookSink(f"http://127.0.0.1:{server.server_port}/hook", tmp_path / "a.db", "finance-monitor",
                        retries=3, backoff_s=0.01)
     sink.start()

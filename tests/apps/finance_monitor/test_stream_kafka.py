@@ -3,9 +3,8 @@
 Scenarios: a negative burst about one ticker raises exactly one alert with evidence while
 neutral traffic raises none; malformed records land in the dead-letter topic with a reason;
 a processor killed with SIGKILL and restarted loses no message and duplicates no alert (and
-SIGTERM stops it cleanly); a second processor joining the group takes over partitions
-together with their window state; a checkpoint ahead of the group's committed offsets (a batch
-written to SQLite whose transaction never committed) is redone for its outputs only.
+SIGTERM stops it cleanly); a second processor, with its own store, joining the group takes over
+partitions together with their window state (from the changelog).
 """
 
 from __future__ import annotations
@@ -21,10 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.finance_monitor.engine import Record
-from apps.finance_monitor.service import build_stream
-from apps.finance_monitor.store import AlertStore
-from apps.finance_monitor.stream import ensure_topics
+from apps.finance_monitor.store import StateStore
 
 from .conftest import (
     T0,
@@ -73,7 +69,7 @@ def test_negative_burst_raises_exactly_one_alert_with_evidence(stream_config, sc
     scored = read_topic(config.bootstrap_servers, config.scored_topic, want=len(messages))
     assert sorted(s["id"] for s in scored) == sorted(m["id"] for m in messages)
     assert {s["label"] for s in scored if s["id"].startswith("bad-")} == {"negative"}
-    store = AlertStore(config.db_path, config.group_id)
+    store = StateStore(config.db_path, config.group_id)
     assert [a["alert_id"] for _, a in store.alerts_after(0)] == [alert["alert_id"]]
     store.close()
 
@@ -136,7 +132,7 @@ def test_killed_processor_restarts_without_loss_or_duplicate_alerts(stream_confi
 
     scored = read_topic(config.bootstrap_servers, config.scored_topic)
     assert sorted(s["id"] for s in scored) == sorted(m["id"] for m in messages)  # exactly once
-    store = AlertStore(config.db_path, config.group_id)
+    store = StateStore(config.db_path, config.group_id)
     stored = [a["alert_id"] for _, a in store.alerts_after(0)]
     store.close()
     published = [a["alert_id"] for a in read_topic(config.bootstrap_servers, config.alerts_topic)]
@@ -169,7 +165,8 @@ def test_second_consumer_takes_over_partitions_with_their_window_state(stream_co
         from apps.finance_monitor.scoring import load_scorer
         from core.registry import Registry
 
-        second = RunningProcessor(config, load_scorer(Registry(config.registry_root), "finance-sentiment"))
+        second = RunningProcessor(replace(config, db_path=tmp_path / "second.db"),
+                                  load_scorer(Registry(config.registry_root), "finance-sentiment"))
         second.wait_ready()
         deadline = time.monotonic() + 60
         while len(first.processor.consumer.assignment()) != 2 and time.monotonic() < deadline:
@@ -190,33 +187,3 @@ def test_second_consumer_takes_over_partitions_with_their_window_state(stream_co
     # The drop is only significant against the 30 minutes of history the first processor saw.
     assert by_second == {tickers[p] for p in moved}
     assert by_first == set(tickers) - by_second
-
-
-def test_a_checkpoint_ahead_of_the_committed_offsets_is_redone_without_counting_twice(stream_config, scorer):
-    """A batch whose outcome reached SQLite but whose Kafka transaction never committed (the process died in
-    between) leaves the group's offsets behind the checkpoint. The next owner reads from the committed offset:
-    the batch's scores become visible exactly once, while its events, already in the restored windows, are not
-    added again."""
-    config = stream_config
-    ensure_topics(config.bootstrap_servers, [config.input_topic, config.scored_topic, config.alerts_topic,
-                                             config.deadletter_topic], config.partitions)
-    messages = news("NOVA", "calm", T0, 4, 60)
-    produce(config.bootstrap_servers, config.input_topic, as_records(messages), partition_of=lambda key: 2)
-    records = [Record(config.input_topic, 2, offset, b"NOVA", json.dumps(m).encode(), int(m["ts"] * 1000))
-               for offset, m in enumerate(messages)]
-    engine = build_stream(config, scorer=scorer).engine
-    store = AlertStore(config.db_path, config.group_id)
-    store.write_batch(engine.process(records, scorer), engine.rules.longest_window_s)
-
-    running = RunningProcessor(config, scorer)
-    try:
-        running.wait_ready()
-        assert wait_committed(config.bootstrap_servers, config.group_id, len(messages), timeout_s=60) == len(messages)
-    finally:
-        running.stop()
-    assert [r.redone for r in running.results] == [{(config.input_topic, 2): (0, 3)}]
-    assert all(r.events == [] for r in running.results)
-    scored = read_topic(config.bootstrap_servers, config.scored_topic)
-    assert sorted(s["id"] for s in scored) == sorted(m["id"] for m in messages)
-    assert store.db.execute("SELECT COUNT(*) FROM window_events").fetchone()[0] == len(messages)
-    store.close()
