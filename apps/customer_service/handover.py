@@ -8,8 +8,8 @@ endpoints (``staff_api.py``), which share this module:
 * ``reply`` masks the agent's text and appends it to the conversation as a ``bot`` event marked
   ``metadata.handover.from = "agent"``; Rasa sends it through the customer's latest channel (the
   web chat's socket.io connection shows it at once; see ``rasa_api.py``);
-* ``close`` appends ``resume`` and a message saying the bot is back, then closes the ticket: the
-  bot answers the customer's next message again;
+* ``close`` appends ``resume``, a message saying the bot is back and ``action_listen``, then closes
+  the ticket: the bot answers the customer's next message again;
 * every call first copies the conversation's new turns into the ticket (``sync``): what the
   customer wrote after the hand-off, the agent's replies and the bot-is-back message, masked. The
   tracker is the one record of what was said; the ticket keeps a masked copy and a cursor (how
@@ -129,7 +129,10 @@ class Handover:
         """Give the conversation back to the bot (``resume``), tell the customer, close the ticket."""
         ticket = self._open(ticket_id)
         back = handover_event(BOT_BACK.format(number=ticket.number), ticket, "bot")
-        state = self.conversations.append(ticket.sender_id, [{"event": "resume"}, back])
+        # action_listen: while paused, Rasa logged the customer's messages without one, and rules match
+        # only "listen, then the customer's intent": without it the next question gets the core fallback
+        listen = {"event": "action", "name": "action_listen"}
+        state = self.conversations.append(ticket.sender_id, [{"event": "resume"}, back, listen])
         self.sync(ticket)
         return Outcome(self.tickets.close(ticket.id), state.get("latest_input_channel"))
 

@@ -92,8 +92,9 @@ def test_reply_reaches_the_conversation_and_the_transcript_masked(parts) -> None
 def test_close_resumes_the_conversation_and_says_the_bot_is_back(parts) -> None:
     handover, rasa, ticket_id = parts
     outcome = handover.close(ticket_id)
-    resume, back = rasa.appended[0][1]
+    resume, back, listen = rasa.appended[0][1]
     assert resume == {"event": "resume"} and "You're chatting with the Nimbus Bank assistant again" in back["text"]
+    assert listen == {"event": "action", "name": "action_listen"}  # rules match "listen, then the intent"
     assert outcome.ticket.status == "closed" and outcome.ticket.closed_at
     assert outcome.ticket.transcript[-1] == {"speaker": "bot", "text": back["text"]}
     with pytest.raises(TicketClosedError, match="ticket T-000001 is closed; only an open ticket"):
