@@ -21,6 +21,7 @@ anything is sent; when Rasa cannot be reached the ticket stays as it was (and op
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from apps.customer_service.masking import mask_pii
@@ -29,6 +30,7 @@ from apps.customer_service.settings import BotSettings
 from apps.customer_service.tickets import Ticket, TicketClosedError, TicketStore
 from apps.customer_service.tokens import rasa_token
 
+log = logging.getLogger(__name__)
 MAX_REPLY_CHARS = 2000  # the web chat's input allows 1000; agents may write more, not a novel
 PUSH_CHANNELS = frozenset({"socketio"})  # channels that show a message the customer did not ask for
 BOT_BACK = ("Our team has closed ticket {number}. You're chatting with the Nimbus Bank assistant again: ask me "
@@ -123,6 +125,8 @@ class Handover:
         masked = reply_text(text)
         ticket = self._open(ticket_id)
         state = self.conversations.append(ticket.sender_id, [handover_event(masked, ticket, "agent")])
+        log.info("agent reply on %s sent to %s over %s", ticket.number, ticket.sender_id,
+                 state.get("latest_input_channel"))
         return Outcome(self.sync(ticket), state.get("latest_input_channel"))
 
     def close(self, ticket_id: int) -> Outcome:
@@ -134,6 +138,7 @@ class Handover:
         listen = {"event": "action", "name": "action_listen"}
         state = self.conversations.append(ticket.sender_id, [{"event": "resume"}, back, listen])
         self.sync(ticket)
+        log.info("%s closed: the bot is back in %s", ticket.number, ticket.sender_id)
         return Outcome(self.tickets.close(ticket.id), state.get("latest_input_channel"))
 
     def _open(self, ticket_id: int) -> Ticket:

@@ -17,13 +17,11 @@ ticket is unchanged). The work is ``handover.py``'s, run off the event loop (SQL
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from apps.customer_service.handover import Handover, Outcome, ReplyError
 from apps.customer_service.rasa_api import RasaApiError
 from apps.customer_service.tickets import TicketClosedError, TicketError, TicketNotFoundError, parse_ticket_id
 
-log = logging.getLogger(__name__)
 STAFF_PREFIX = "/tickets"
 STATUS_FILTERS = {"open": "open", "closed": "closed", "all": None}
 
@@ -49,7 +47,7 @@ def add_staff_routes(app, handover: Handover, staff_token: str) -> None:
     """Register the ``/tickets`` routes and their token check on the Sanic ``app``."""
     from sanic import response
 
-    from apps.customer_service.action_server import bearer_matches
+    from apps.customer_service.action_server import bearer_matches  # here: action_server imports this module
 
     if not staff_token:
         raise ValueError("the staff token is empty; expected the agents' token (tokens.staff_token)")
