@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -223,6 +223,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scope(args: argparse.Namespace) -> int:
+    from apps.customer_service.scope import ScopeModel, fit_scope
+    from apps.customer_service.scope_data import load_scope_data
+    from core.inference.embedder import Embedder
+
+    settings = _settings(args)
+    folder = args.output or settings.scope_dir
+    if folder is None:
+        print("error: CS_SCOPE_MODEL=none turns the scope model off; unset it or pass --output", file=sys.stderr)
+        return 2
+    if args.scope_command == "show":
+        print(json.dumps(asdict(ScopeModel.load(folder).card), indent=2))
+        return 0
+    if args.scope_command == "check":
+        model = ScopeModel.load(folder)
+        encode = Embedder.load(model.card.embedder).encode
+        for text, decision in zip(args.texts, model.decide(args.texts, encode), strict=True):
+            print(f"{decision.decision:6s} p_out={decision.p_out:.3f}  {text}")
+        return 0
+    data = load_scope_data(settings.datasets_dir, settings.kb_dir)
+    print(f"scope model: {len(data.reference)} in-scope reference examples, calibrated on {len(data.dev_in)} in-scope "
+          f"and {len(data.dev_out)} out-of-scope dev examples, embedder {settings.embedder}", file=sys.stderr)
+    model = fit_scope(Embedder.load(settings.embedder).encode, settings.embedder, data.reference, data.dev_in,
+                      data.dev_out, in_budget=args.in_budget, decline_budget=args.decline_budget, data=data.sources)
+    model.save(folder)
+    limits = model.card.thresholds
+    print(f"saved {folder}: decline at p_out >= {limits.decline:.3f}, rephrase at >= {limits.unsure:.3f}; dev: "
+          f"{model.card.figures}; restart the action server to use it")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from apps.customer_service.demo import run_demo
 
@@ -303,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "higher: smaller, tighter groups)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("scope", help="the in / out of scope model: train it (BANKING77 + clinc150_oos from "
+                                     "TEXTML_DATASETS_DIR), show its card, or check texts",
+                       description="train: fit the scope model with the bot's embedder and save it to "
+                                   "CS_SCOPE_MODEL (default <state>/scope); show: print its card; check TEXT...: "
+                                   "its decision for each text.")
+    p.add_argument("scope_command", choices=["train", "show", "check"], help="what to do")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to check (check only)")
+    p.add_argument("--output", type=Path, help="model folder (default CS_SCOPE_MODEL, else <state>/scope)")
+    p.add_argument("--in-budget", type=float, default=0.03,
+                   help="share of in-scope dev questions that may be declined or asked to rephrase (default 0.03)")
+    p.add_argument("--decline-budget", type=float, default=0.01,
+                   help="share of in-scope dev questions that may be declined (default 0.01)")
+    p.set_defaults(func=cmd_scope)
 
     p = sub.add_parser("demo", help="ingest/train what is missing, start both servers, run a scripted chat")
     p.set_defaults(func=cmd_demo)

@@ -4,8 +4,10 @@ It runs in the project's Python 3.11 environment (torch, core), loads the embedd
 re-ranker and the intent model once, and serves:
 
 * ``POST /webhook``, ``GET /actions``, ``GET /health``: rasa-sdk's action endpoint;
-* ``POST /intents`` ``{"texts": [...], "n": 10}`` -> ``{"model": ..., "rankings": [[{"name", "confidence"}]]}``:
-  what the Rasa NLU component ``CoreIntentClassifier`` asks (Rasa itself runs on Python 3.10 without torch);
+* ``POST /intents`` ``{"texts": [...], "n": 10}`` -> ``{"model": ..., "rankings": [[{"name", "confidence"}]],
+  "scopes": [{"decision": "in"|"unsure"|"out", "p_out", ...}] or null}``: what the Rasa NLU component
+  ``CoreIntentClassifier`` asks (Rasa itself runs on Python 3.10 without torch); ``scopes`` is null
+  when no scope model is loaded (``scope.py``);
 * ``GET /metrics``: Prometheus metrics (``metrics.py``): decisions, hand-off reasons, intents,
   action latency; counters only, never a message text;
 * ``GET /`` : the web chat page, which talks to the Rasa server's socket.io channel, and
@@ -38,6 +40,7 @@ from apps.customer_service.masking import install_masking
 from apps.customer_service.metrics import BotMetrics
 from apps.customer_service.recorder import DecisionRecorder
 from apps.customer_service.retrieval import IndexHolder, Retriever
+from apps.customer_service.scope import ScopeModel, ScopeModelError
 from apps.customer_service.settings import APP_DIR, BotSettings
 from apps.customer_service.staff_api import add_staff_routes, is_staff_path
 from apps.customer_service.tickets import TicketStore
@@ -58,6 +61,8 @@ class Services:
     tickets: TicketStore
     intents: ClassifierIntents | RetrievalIntents
     events: EventLog | None = None  # None: decisions are counted but not logged
+    scope: ScopeModel | None = None  # None: no in / out of scope decision (the retrieval thresholds decide)
+    encode: object = None  # the embedder's encode function, which the scope model's vectors come from
 
 
 def load_services(settings: BotSettings) -> Services:
@@ -90,7 +95,30 @@ def load_services(settings: BotSettings) -> Services:
              settings.threshold_sources.get("intent_fallback"))
     log.info("intent fusion: weight %s, fused %s (%s)", settings.retrieval.intent_weight, settings.retrieval.fused,
              settings.threshold_sources.get("intent_fusion", "off: not tuned for these models"))
-    return Services(retriever, TicketStore(settings.tickets_db), intents, EventLog(settings.events_db))
+    scope = load_scope(settings)
+    return Services(retriever, TicketStore(settings.tickets_db), intents, EventLog(settings.events_db), scope,
+                    embedder.encode)
+
+
+def load_scope(settings: BotSettings) -> ScopeModel | None:
+    """The scope model, if there is one for this embedder; otherwise None, said in the log with what to do."""
+    folder = settings.scope_dir
+    if folder is None:
+        log.info("out-of-scope detection is off (CS_SCOPE_MODEL=none)")
+        return None
+    try:
+        scope = ScopeModel.load(folder)
+    except ScopeModelError as error:
+        log.warning("out-of-scope detection is off: %s", error)
+        return None
+    if scope.card.embedder != settings.embedder:
+        log.warning("out-of-scope detection is off: the scope model at %s was trained with embedder %s, the bot "
+                    "serves %s; train it again with `python -m apps.customer_service scope train`", folder,
+                    scope.card.embedder, settings.embedder)
+        return None
+    log.info("scope model %s: decline at p_out >= %s, rephrase at >= %s (%s)", folder, scope.card.thresholds.decline,
+             scope.card.thresholds.unsure, scope.card.figures)
+    return scope
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:
@@ -137,13 +165,16 @@ def build_app(services: Services, rasa_url: str, token: str, cors_origins: Seque
                                  status=422)
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             return response.json({"error": f"n is {n!r}; expected an integer >= 1"}, status=422)
+        texts = [t[:1000] for t in texts]
         try:
-            ranked = services.intents.rank([t[:1000] for t in texts], n)
+            ranked = services.intents.rank(texts, n)
+            scopes = services.scope.decide(texts, services.encode) if services.scope is not None else None
         except Exception as error:  # noqa: BLE001 - the component falls back to Rasa's own intent
             log.exception("intent model failed")
             return response.json({"error": f"intent model failed: {error}"}, status=503)
         return response.json({"model": services.intents.name, "rankings": [
-            [{"name": name, "confidence": confidence} for name, confidence in row] for row in ranked]})
+            [{"name": name, "confidence": confidence} for name, confidence in row] for row in ranked],
+            "scopes": [decision.to_dict() for decision in scopes] if scopes is not None else None})
 
     @app.get("/metrics")
     async def prometheus_metrics(_request):

@@ -1,4 +1,9 @@
-"""The bot's custom actions (rasa-sdk): answer from the knowledge base, decline, hand off, the lost-card form.
+"""The bot's custom actions (rasa-sdk): answer from the knowledge base, decline, rephrase, hand off, the lost-card form.
+
+The fallback has two stages. A message the bot cannot place (a rephrase prompt with the likeliest
+topics, or a clarifying question from retrieval) is a failed attempt; a second failed attempt in a
+row hands off to a person. Clearly out-of-scope messages are declined with what the bot can do,
+which is no failure of the bot's and opens no ticket; an answer resets the count.
 
 Each action is an instance built with its collaborators (retriever, ticket store, decision
 recorder), so the action server (``action_server.py``) loads the models once and tests pass
@@ -22,12 +27,15 @@ from apps.customer_service.events import Decision
 from apps.customer_service.kb_index import KbIndexError
 from apps.customer_service.masking import has_masked_number, mask_pii
 from apps.customer_service.recorder import DecisionRecorder
-from apps.customer_service.retrieval import Retriever
+from apps.customer_service.retrieval import IndexHolder, Retriever
 from apps.customer_service.tickets import TicketStore
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+FAILED_ATTEMPTS = "failed_attempts"  # slot: clarifying questions and rephrase prompts in a row
+NOT_TOPICS = {"out_of_scope", "unsure_scope", "nlu_fallback"}  # ranking entries that name no banking topic
+REPHRASE_TOPICS = 3
 CANNOT_ANSWER = ("I can't look that up right now. I can pass you to a member of our team instead: "
                  "just say \"talk to a person\".")
 
@@ -88,7 +96,7 @@ def create_handoff(dispatcher: CollectingDispatcher, tracker: Tracker, tickets: 
               "I'll stay quiet from now on: a person will answer you right here, and anything you add "
               "meanwhile goes into the ticket."),
         json_message={"handoff": {"ticket": ticket.number, "reason": ticket.reason}})
-    return [SlotSet("ticket_id", ticket.number), SlotSet("kb_clarifications", 0.0), ConversationPaused()]
+    return [SlotSet("ticket_id", ticket.number), SlotSet(FAILED_ATTEMPTS, 0.0), ConversationPaused()]
 
 
 class ActionAnswerFromKb(Action):
@@ -118,30 +126,31 @@ class ActionAnswerFromKb(Action):
             dispatcher.utter_message(text=CANNOT_ANSWER, json_message={"kb": {"decision": "unavailable"}})
             return []
         log.info("kb %s (%.3f) for %r", answer.decision, answer.confidence, mask_pii(question))
-        asked = tracker.get_slot("kb_clarifications") or 0
+        failed = failed_attempts(tracker)
         confidence = float(answer.confidence)
-        if answer.decision == "clarify" and asked >= 1:
-            answer_dict = answer.to_dict()
+        if answer.decision != "answer" and failed >= 1:
+            best = answer.to_dict()["title"]
             return create_handoff(dispatcher, tracker, self.tickets,
-                                  f"still unsure after a clarifying question (best: {answer_dict['title']}, "
-                                  f"confidence {answer.confidence:.2f})", self.recorder, "unsure_after_clarifying",
-                                  confidence)
-        if answer.decision in ("answer", "clarify"):
-            self.recorder.record(Decision(answer.decision, question, intent_name(tracker), confidence=confidence))
+                                  f"two failed attempts in a row (best: {best}, confidence {confidence:.2f})",
+                                  self.recorder, "two_failed_attempts", confidence)
         if answer.decision == "answer":
+            self.recorder.record(Decision("answer", question, intent_name(tracker), confidence=confidence))
             best = answer.best
             dispatcher.utter_message(text=f"{best.chunk.text}\n\nSource: {best.chunk.title}",
                                      json_message={"kb": answer.to_dict()})
-            return [SlotSet("kb_source", best.chunk.title), SlotSet("kb_clarifications", 0.0)]
+            return [SlotSet("kb_source", best.chunk.title), SlotSet(FAILED_ATTEMPTS, 0.0)]
+        self.recorder.record(Decision("clarify", question, intent_name(tracker), confidence=confidence))
         if answer.decision == "clarify":
             titles = [hit.chunk.title for hit in answer.hits]
             dispatcher.utter_message(
                 text="I want to be sure I answer the right question. Do you mean one of these?",
                 buttons=[{"title": title, "payload": title} for title in titles],
                 json_message={"kb": answer.to_dict()})
-            return [SlotSet("kb_clarifications", float(asked) + 1)]
-        return create_handoff(dispatcher, tracker, self.tickets, f"no confident answer (confidence "
-                              f"{answer.confidence:.2f})", self.recorder, "no_confident_answer", confidence)
+            return [SlotSet(FAILED_ATTEMPTS, failed + 1.0)]
+        # nothing close enough in the knowledge base: the first time, ask to rephrase (stage one)
+        topics = topic_titles(tracker, self.retriever)
+        utter_rephrase(dispatcher, topics, {"kb": answer.to_dict()})
+        return [SlotSet(FAILED_ATTEMPTS, failed + 1.0)]
 
 
 class ActionHandoff(Action):
@@ -164,7 +173,10 @@ class ActionHandoff(Action):
 
 
 class ActionDecline(Action):
-    """A message that is not about banking: say what the bot can help with (``utter_out_of_scope``)."""
+    """A message that is not about banking: say what the bot can help with (``utter_out_of_scope``).
+
+    No ticket: a person at a bank cannot help with it either, and the count of failed attempts stays.
+    """
 
     def __init__(self, recorder: DecisionRecorder | None = None) -> None:
         self.recorder = recorder or DecisionRecorder()
@@ -173,9 +185,70 @@ class ActionDecline(Action):
         return "action_decline"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
-        self.recorder.record(Decision("decline", latest_text(tracker), intent_name(tracker)))
-        dispatcher.utter_message(response="utter_out_of_scope")
+        scope = tracker.latest_message.get("scope")
+        p_out = scope.get("p_out") if isinstance(scope, dict) else None
+        self.recorder.record(Decision("decline", latest_text(tracker), intent_name(tracker),
+                                      confidence=p_out if isinstance(p_out, int | float) else None))
+        dispatcher.utter_message(response="utter_out_of_scope", json_message={"scope": {
+            "decision": "declined", **(scope if isinstance(scope, dict) else {})}})
         return []
+
+
+class ActionRephrase(Action):
+    """Stage one of the fallback for a message the scope model is unsure about: ask to rephrase, offering the
+    two or three likeliest topics as buttons. A second failed attempt in a row hands off (stage two)."""
+
+    def __init__(self, retriever: Retriever, tickets: TicketStore, recorder: DecisionRecorder | None = None) -> None:
+        self.retriever = retriever
+        self.tickets = tickets
+        self.recorder = recorder or DecisionRecorder()
+
+    def name(self) -> str:
+        return "action_rephrase"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
+        scope = tracker.latest_message.get("scope")
+        p_out = scope.get("p_out") if isinstance(scope, dict) else None
+        p_out = float(p_out) if isinstance(p_out, int | float) else None
+        failed = failed_attempts(tracker)
+        if failed >= 1:
+            return create_handoff(dispatcher, tracker, self.tickets, "two failed attempts in a row (unsure whether "
+                                  "the message is a banking question)", self.recorder, "two_failed_attempts", p_out)
+        self.recorder.record(Decision("clarify", latest_text(tracker), intent_name(tracker), confidence=p_out))
+        utter_rephrase(dispatcher, topic_titles(tracker, self.retriever), {"scope": {
+            "decision": "rephrase", **(scope if isinstance(scope, dict) else {})}})
+        return [SlotSet(FAILED_ATTEMPTS, failed + 1.0)]
+
+
+def failed_attempts(tracker: Tracker) -> float:
+    value = tracker.get_slot(FAILED_ATTEMPTS)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def topic_titles(tracker: Tracker, retriever: Retriever, limit: int = REPHRASE_TOPICS) -> list[str]:
+    """Knowledge-base titles of the latest message's likeliest banking intents, best first."""
+    try:
+        index = retriever.index.get() if isinstance(retriever.index, IndexHolder) else retriever.index
+    except (KbIndexError, OSError):
+        return []
+    titles: list[str] = []
+    for intent in intent_ranking(tracker):
+        if intent in NOT_TOPICS:
+            continue
+        for chunk_id in index.chunks_of_intent(intent)[:1]:
+            title = index.chunks[chunk_id].title
+            if title not in titles:
+                titles.append(title)
+        if len(titles) >= limit:
+            break
+    return titles
+
+
+def utter_rephrase(dispatcher: CollectingDispatcher, topics: list[str], details: dict) -> None:
+    text = ("I'm not sure I understood. Could you say it another way, with a few more details?"
+            + (" Or pick one of these topics:" if topics else ""))
+    dispatcher.utter_message(text=text, buttons=[{"title": t, "payload": t} for t in topics],
+                             json_message={**details, "rephrase": {"topics": topics}})
 
 
 class ValidateLostCardForm(FormValidationAction):
@@ -237,4 +310,5 @@ class ActionSubmitLostCard(Action):
 
 def make_actions(retriever: Retriever, tickets: TicketStore, recorder: DecisionRecorder | None = None) -> list[Action]:
     return [ActionAnswerFromKb(retriever, tickets, recorder), ActionHandoff(tickets, recorder),
-            ActionDecline(recorder), ValidateLostCardForm(), ActionSubmitLostCard()]
+            ActionDecline(recorder), ActionRephrase(retriever, tickets, recorder), ValidateLostCardForm(),
+            ActionSubmitLostCard()]

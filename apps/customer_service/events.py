@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 DECISIONS = ("answer", "clarify", "decline", "handoff", "unavailable")
 HANDOFF_REASONS = {
     "customer_asked": "the customer asked for a person",
+    "two_failed_attempts": "two failed attempts in a row (a clarifying question or a rephrase prompt)",
     "unsure_after_clarifying": "still unsure after a clarifying question",
     "no_confident_answer": "no confident answer in the knowledge base",
     "intent_needs_person": "an intent that a person handles",

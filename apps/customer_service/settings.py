@@ -16,6 +16,8 @@
 | ``CS_TUNED_FILE`` | ``$TEXTML_VAR_DIR/customer_service/tuned.json`` | thresholds tuned on dev (``tuning.py``) |
 | ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | tuned, else ``RetrievalConfig`` | thresholds on the final score |
 | ``CS_FALLBACK_THRESHOLD`` | tuned, else ``0.35`` | intent confidence below which Rasa predicts ``nlu_fallback`` |
+| ``CS_SCOPE_MODEL`` | ``<state>/scope`` (``python -m apps.customer_service scope train``); ``none``: off | in / out of scope |
+| ``TEXTML_DATASETS_DIR`` | ``../shared/datasets`` beside the repository | data ``scope train`` reads |
 | ``CS_INFERENCE_THREADS`` | ``1`` | torch threads in the action server (one query at a time: 1 is fastest) |
 | ``CS_TRACKER_STORE`` | ``sqlite`` | tracker store: ``sqlite`` (embedded, ``<state>/rasa/``) or ``postgresql`` |
 | ``CS_LOCK_STORE`` | ``memory`` | lock store: ``memory`` (one Rasa server) or ``redis`` (replicas share locks) |
@@ -85,6 +87,8 @@ class BotSettings:
     # from POSTGRES_PASSWORD / REDIS_PASSWORD; None: the file infra wrote ($TEXTML_VAR_DIR/secrets/). Never in repr.
     postgres_password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
+    scope_model: str = ""  # the scope model folder (scope.py); "": <state>/scope; "none": out-of-scope detection off
+    datasets_dir: Path = REPO_ROOT.parent / "shared" / "datasets"
     inference_threads: int = 1  # one short text per request: extra threads only add OpenMP spin-waiting
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     # FallbackClassifier threshold written into the assembled Rasa config. The default suits the
@@ -105,6 +109,13 @@ class BotSettings:
     def events_db(self) -> Path:
         """The decision event log (``events.py``): masked texts, read by ``python -m apps.customer_service report``."""
         return self.state_dir / "events.sqlite3"
+
+    @property
+    def scope_dir(self) -> Path | None:
+        """The scope model folder (``scope.py``), None when ``CS_SCOPE_MODEL=none`` turned the decision off."""
+        if self.scope_model.lower() == "none":
+            return None
+        return Path(self.scope_model) if self.scope_model else self.state_dir / "scope"
 
     @property
     def rasa_dir(self) -> Path:
@@ -182,6 +193,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:
         actions_token=_token(env, "CS_ACTIONS_TOKEN"),
         staff_token=_token(env, "CS_STAFF_TOKEN"),
         inference_threads=_threads(env.get("CS_INFERENCE_THREADS", "1")),
+        scope_model=(env.get("CS_SCOPE_MODEL") or "").strip(),
+        datasets_dir=Path(env.get("TEXTML_DATASETS_DIR") or REPO_ROOT.parent / "shared" / "datasets"),
         var_dir=var_dir,
         tracker_store=_choice(env, "CS_TRACKER_STORE", TRACKER_STORES),
         lock_store=_choice(env, "CS_LOCK_STORE", LOCK_STORES),

@@ -72,7 +72,7 @@ def call_action(url: str, action: str, text: str, intent: str) -> httpx.Response
     """What Rasa posts to /webhook to run ``action`` on the latest message."""
     latest = {"text": text, "intent": {"name": intent, "confidence": 0.9}, "intent_ranking": []}
     body = {"next_action": action, "sender_id": "metrics-test", "version": "3.6.0",
-            "tracker": {"sender_id": "metrics-test", "slots": {"kb_clarifications": 0.0}, "latest_message": latest,
+            "tracker": {"sender_id": "metrics-test", "slots": {"failed_attempts": 0.0}, "latest_message": latest,
                         "events": [{"event": "user", "text": text}], "paused": False, "followup_action": None,
                         "active_loop": {}, "latest_action_name": "action_listen"},
             "domain": {"responses": {"utter_out_of_scope": [{"text": "Sorry, only bank questions."}]}}}

@@ -18,7 +18,7 @@ from apps.customer_service.tickets import TicketStore
 
 def tracker(text: str, intent: str = "card_arrival", slots: dict | None = None, history: list[str] = ()) -> Tracker:
     events = [{"event": "user", "text": t} for t in history] + [{"event": "user", "text": text}]
-    return Tracker("cust-1", {"kb_clarifications": 0.0, **(slots or {})},
+    return Tracker("cust-1", {"failed_attempts": 0.0, **(slots or {})},
                    {"text": text, "intent": {"name": intent, "confidence": 0.9}}, events, False, None, {}, None)
 
 
@@ -47,15 +47,18 @@ def test_unsure_asks_once_then_hands_off(small_index: KbIndex, embedder, tickets
     action = ActionAnswerFromKb(Retriever(embedder.encode, small_index, config=config), tickets)
     messages, events = run(action, tracker("card please"))
     assert messages[0]["buttons"] and "Do you mean" in messages[0]["text"]
-    assert events[-1]["name"] == "kb_clarifications" and events[-1]["value"] == 1.0
-    messages, events = run(action, tracker("card please", slots={"kb_clarifications": 1.0}))
-    assert "T-000001" in messages[0]["text"] and tickets.list()[0].reason.startswith("still unsure")
+    assert events[-1]["name"] == "failed_attempts" and events[-1]["value"] == 1.0
+    messages, events = run(action, tracker("card please", slots={"failed_attempts": 1.0}))
+    assert "T-000001" in messages[0]["text"] and tickets.list()[0].reason.startswith("two failed attempts")
 
 
-def test_low_confidence_hands_off_with_a_masked_transcript(small_index: KbIndex, embedder,
-                                                           tickets: TicketStore) -> None:
+def test_low_confidence_asks_to_rephrase_then_hands_off_with_a_masked_transcript(small_index: KbIndex, embedder,
+                                                                                tickets: TicketStore) -> None:
     action = ActionAnswerFromKb(Retriever(embedder.encode, small_index), tickets)
-    messages, events = run(action, tracker("what's the capital of France?",
+    messages, events = run(action, tracker("what's the capital of France?"))
+    assert "say it another way" in messages[0]["text"] and not tickets.list()
+    assert events == [{"event": "slot", "name": "failed_attempts", "value": 1.0, "timestamp": None}]
+    messages, events = run(action, tracker("what's the capital of France?", slots={"failed_attempts": 1.0},
                                            history=["hi, my card is 4111 1111 1111 1111"]))
     assert "ticket number is T-000001" in messages[0]["text"]
     ticket = tickets.list()[0]

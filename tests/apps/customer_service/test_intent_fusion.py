@@ -113,7 +113,7 @@ def test_bad_fusion_config_is_rejected(field: str, value, message: str) -> None:
 
 
 def tracker_with_ranking(text: str, ranking) -> Tracker:
-    return Tracker("cust-9", {"kb_clarifications": 0.0},
+    return Tracker("cust-9", {"failed_attempts": 0.0},
                    {"text": text, "intent": {"name": "nlu_fallback", "confidence": 0.5}, "intent_ranking": ranking},
                    [{"event": "user", "text": text}], False, None, {}, None)
 

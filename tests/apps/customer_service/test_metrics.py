@@ -45,8 +45,7 @@ def test_counters_and_event_log_move_when_actions_run(small_index: KbIndex, embe
     assert messages[0]["response"] == "utter_out_of_scope"
 
     assert {d: value(metrics, "cs_decisions_total", decision=d) for d in ("answer", "clarify", "decline", "handoff")} \
-        == {"answer": 1.0, "clarify": 0.0, "decline": 1.0, "handoff": 2.0}
-    assert value(metrics, "cs_handoffs_total", reason="no_confident_answer") == 1.0
+        == {"answer": 1.0, "clarify": 1.0, "decline": 1.0, "handoff": 1.0}
     assert value(metrics, "cs_handoffs_total", reason="customer_asked") == 1.0
     assert value(metrics, "cs_fallbacks_total") == 1.0
     assert value(metrics, "cs_intent_decisions_total", intent="card_arrival") == 1.0
@@ -54,7 +53,7 @@ def test_counters_and_event_log_move_when_actions_run(small_index: KbIndex, embe
 
     logged = events.read()
     assert [(d.decision, d.intent, d.reason) for d in logged] == [
-        ("answer", "card_arrival", None), ("handoff", "nlu_fallback", "no_confident_answer"),
+        ("answer", "card_arrival", None), ("clarify", "nlu_fallback", None),
         ("handoff", "human_handoff", "customer_asked"), ("decline", "out_of_scope", None)]
     assert logged[3].text == "tell me a joke, I paid with [CARD ****1111]"
     assert 0.0 <= logged[0].confidence <= 1.0
@@ -64,7 +63,7 @@ def test_counters_and_event_log_move_when_actions_run(small_index: KbIndex, embe
 
     body, content_type = metrics.render()
     text = body.decode()
-    assert content_type.startswith("text/plain") and 'cs_decisions_total{decision="handoff"} 2.0' in text
+    assert content_type.startswith("text/plain") and 'cs_decisions_total{decision="handoff"} 1.0' in text
     assert "capital" not in text and "joke" not in text and "1111" not in text  # counters, never message text
 
 
@@ -73,9 +72,9 @@ def test_clarify_then_unsure_hand_off_are_counted(small_index: KbIndex, embedder
     config = replace(RetrievalConfig(), cosine=Thresholds(answer=0.999, clarify=0.0))
     action = ActionAnswerFromKb(Retriever(embedder.encode, small_index, config=config), tickets, recorder)
     run(action, tracker("card please"))
-    run(action, tracker("card please", slots={"kb_clarifications": 1.0}))
+    run(action, tracker("card please", slots={"failed_attempts": 1.0}))
     assert value(metrics, "cs_decisions_total", decision="clarify") == 1.0
-    assert value(metrics, "cs_handoffs_total", reason="unsure_after_clarifying") == 1.0
+    assert value(metrics, "cs_handoffs_total", reason="two_failed_attempts") == 1.0
     assert [d.decision for d in events.read()] == ["clarify", "handoff"]
 
 

@@ -12,6 +12,13 @@ calls with its token: the component sends ``Authorization: Bearer $CS_ACTIONS_TO
   model says exchange_rate at 0.99; on the project's own small-talk examples core's confidence
   stays below 0.86, e.g. "goodbye" -> terminate_account 0.857). Every other message gets core's
   intent and ranking. If the action server is down, confident small talk still gets its intent.
+* Scope (when the action server has a scope model, see ``apps/customer_service/scope.py``): a message
+  it calls out of scope gets the intent ``out_of_scope`` (the bot declines and says what it can do),
+  one it is unsure about gets ``unsure_scope`` (the bot asks to rephrase and offers the likeliest
+  topics), each with confidence 1 (the decision is made; ``scope`` in the parse data has ``p_out``)
+  and core's ranking after it. Confident small talk still wins, as above.
+* A form starts only on a confident in-scope intent: a ``form_intents`` intent below
+  ``form_threshold`` becomes ``nlu_fallback`` (the answering action decides), its ranking kept.
 * An empty or whitespace-only message gets the intent ``empty_message`` (the bot asks for text).
 * If the action server does not answer, the message's intent becomes ``service_unavailable`` (a
   rule makes the bot say so and how to reach a person) instead of the bot going silent later,
@@ -27,7 +34,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -40,6 +47,8 @@ from rasa.shared.nlu.training_data.message import Message
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "service_unavailable"
 EMPTY = "empty_message"
+SCOPE_INTENTS = {"out": "out_of_scope", "unsure": "unsure_scope"}  # scope decision -> intent ("in": core's intent)
+FALLBACK = "nlu_fallback"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=False)
@@ -54,6 +63,8 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
             "keep_threshold": 0.5,
             "override_threshold": 0.95,               # core's confidence that overrides confident small talk
             "unavailable_intent": UNAVAILABLE,
+            "form_intents": [],                      # intents that start a form ...
+            "form_threshold": 0.8,                   # ... only at this confidence or above
         }
 
     def __init__(self, config: Dict[Text, Any]) -> None:
@@ -81,17 +92,31 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
         todo = [m for m in messages if isinstance(m.get(TEXT), str) and m.get(TEXT).strip()]
         if not todo:
             return messages
-        rankings = self._ask([m.get(TEXT) for m in todo])
-        for message, ranking in zip(todo, rankings or [None] * len(todo), strict=True):
+        rankings, scopes = self._ask([m.get(TEXT) for m in todo])
+        for message, ranking, scope in zip(todo, rankings or [None] * len(todo), scopes or [None] * len(todo),
+                                           strict=True):
             if self._kept(message) and not self._overrides(ranking):
                 continue  # confident small talk (also when the intent service is down)
             if ranking is None:
                 self._set(message, [{INTENT_NAME_KEY: self.component_config["unavailable_intent"],
                                      PREDICTED_CONFIDENCE_KEY: 1.0}])
-            elif ranking:  # an empty ranking: the model knows nothing about it, keep Rasa's own intent
-                self._set(message, [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])}
-                                    for r in ranking])
+                continue
+            ranked = [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])} for r in ranking]
+            if scope is not None:
+                message.set("scope", scope, add_to_output=True)
+            decided = SCOPE_INTENTS.get(scope.get("decision")) if isinstance(scope, dict) else None
+            if decided:
+                self._set(message, [{INTENT_NAME_KEY: decided, PREDICTED_CONFIDENCE_KEY: 1.0}] + ranked)
+            elif ranked and self._unsure_form(ranked[0]):
+                self._set(message, [{INTENT_NAME_KEY: FALLBACK, PREDICTED_CONFIDENCE_KEY: 1.0}] + ranked)
+            elif ranked:  # an empty ranking: the model knows nothing about it, keep Rasa's own intent
+                self._set(message, ranked)
         return messages
+
+    def _unsure_form(self, best: Dict[Text, Any]) -> bool:
+        """Whether the best intent would start a form without being confident enough to."""
+        return (best[INTENT_NAME_KEY] in self.component_config["form_intents"]
+                and best[PREDICTED_CONFIDENCE_KEY] < self.component_config["form_threshold"])
 
     def _overrides(self, ranking: Optional[List[Dict[Text, Any]]]) -> bool:
         """Whether core's best intent is sure enough to win over Rasa's confident small talk."""
@@ -102,20 +127,25 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
         message.set(INTENT, ranked[0], add_to_output=True)
         message.set(INTENT_RANKING_KEY, ranked, add_to_output=True)
 
-    def _ask(self, texts: List[Text]) -> Optional[List[List[Dict[Text, Any]]]]:
+    def _ask(self, texts: List[Text]) -> Tuple[Optional[List[List[Dict[Text, Any]]]], Optional[List[Dict]]]:
+        """Core's rankings and scope decisions for ``texts``; (None, None) when the service does not answer."""
         body = json.dumps({"texts": texts, "n": self.component_config["ranking_length"]}).encode("utf-8")
         request = urllib.request.Request(self.url, data=body, headers=self.headers)
         try:
             with urllib.request.urlopen(request, timeout=self.component_config["timeout"]) as response:
-                rankings = json.loads(response.read().decode("utf-8"))["rankings"]
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
+                answer = json.loads(response.read().decode("utf-8"))
+            rankings, scopes = answer["rankings"], answer.get("scopes")
+        except (urllib.error.URLError, OSError, ValueError, KeyError, AttributeError) as error:
             logger.warning("intent service %s did not answer (%s); marking the message %s", self.url, error,
                            self.component_config["unavailable_intent"])
-            return None
+            return None, None
         if not isinstance(rankings, list) or len(rankings) != len(texts):
-            logger.warning("intent service %s answered %d rankings for %d texts", self.url, len(rankings), len(texts))
-            return None
-        return rankings
+            logger.warning("intent service %s answered %s rankings for %d texts", self.url,
+                           len(rankings) if isinstance(rankings, list) else "no", len(texts))
+            return None, None
+        if not isinstance(scopes, list) or len(scopes) != len(texts):
+            scopes = None  # no scope model (or a malformed answer): core's intents alone, as before
+        return rankings, scopes
 
     def process_training_data(self, training_data):  # not trainable: nothing to add to the training data
         return training_data
