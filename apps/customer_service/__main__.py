@@ -224,9 +224,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_scope(args: argparse.Namespace) -> int:
-    from apps.customer_service.scope import ScopeModel, fit_scope
-    from apps.customer_service.scope_data import load_scope_data
-    from core.inference.embedder import Embedder
+    from apps.customer_service.scope import ScopeModel
+    from apps.customer_service.scope_training import train_scope
 
     settings = _settings(args)
     folder = args.output or settings.scope_dir
@@ -237,17 +236,15 @@ def cmd_scope(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(ScopeModel.load(folder).card), indent=2))
         return 0
     if args.scope_command == "check":
+        from core.inference.embedder import Embedder
+
         model = ScopeModel.load(folder)
         encode = Embedder.load(model.card.embedder).encode
         for text, decision in zip(args.texts, model.decide(args.texts, encode), strict=True):
             print(f"{decision.decision:6s} p_out={decision.p_out:.3f}  {text}")
         return 0
-    data = load_scope_data(settings.datasets_dir, settings.kb_dir)
-    print(f"scope model: {len(data.reference)} in-scope reference examples, calibrated on {len(data.dev_in)} in-scope "
-          f"and {len(data.dev_out)} out-of-scope dev examples, embedder {settings.embedder}", file=sys.stderr)
-    model = fit_scope(Embedder.load(settings.embedder).encode, settings.embedder, data.reference, data.dev_in,
-                      data.dev_out, in_budget=args.in_budget, decline_budget=args.decline_budget, data=data.sources)
-    model.save(folder)
+    model = train_scope(settings, args.in_budget, args.decline_budget, folder,
+                        log=lambda line: print(line, file=sys.stderr))
     limits = model.card.thresholds
     print(f"saved {folder}: decline at p_out >= {limits.decline:.3f}, rephrase at >= {limits.unsure:.3f}; dev: "
           f"{model.card.figures}; restart the action server to use it")

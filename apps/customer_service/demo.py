@@ -1,8 +1,9 @@
 """``python -m apps.customer_service demo``: build what is missing, start both servers, run a scripted chat.
 
-Shows an answer with its citation, the lost-card form (with a rejected full card number), and a
-hand-off with its ticket; then stops the servers it started (servers already running, e.g. from
-``make up``, are used as they are and left running).
+Shows an answer with its citation, the lost-card form (with a rejected full card number), a
+question that is not for a bank's bot (declined, when the scope model is there: it is trained here
+from the shared datasets if missing), and a hand-off with its ticket; then stops the servers it
+started (servers already running, e.g. from ``make up``, are used as they are and left running).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import uuid
 from apps.customer_service.chat import send
 from apps.customer_service.launch import actions_ready, rasa_ready, start_service, stop_service, wait_until
 from apps.customer_service.rasa_project import assemble, needs_training, train
+from apps.customer_service.scope import CARD_FILE
+from apps.customer_service.scope_training import ScopeDataError, train_scope
 from apps.customer_service.settings import BotSettings
 from apps.customer_service.tokens import rasa_token
 
@@ -25,6 +28,7 @@ SCRIPT = (
     "4321",
     "this morning",
     "yes",
+    "how many prime numbers are there between 0 and 100",
     "I want to talk to a person",
 )
 
@@ -36,6 +40,12 @@ def run_demo(settings: BotSettings, print_fn=print) -> None:
     if reason:
         print_fn(f"ingesting the knowledge base with {settings.embedder} ({reason}) ...")
         ingest(settings.kb_dir, settings.index_dir, settings.embedder)
+    scope = settings.scope_dir
+    if scope is not None and not (scope / CARD_FILE).is_file():
+        try:
+            train_scope(settings, log=print_fn)
+        except ScopeDataError as error:
+            print_fn(f"out-of-scope detection stays off: {error}")
     if needs_training(settings, assemble(settings)):
         print_fn("training the Rasa model (about a minute) ...")
         train(settings)

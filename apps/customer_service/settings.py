@@ -16,7 +16,7 @@
 | ``CS_TUNED_FILE`` | ``$TEXTML_VAR_DIR/customer_service/tuned.json`` | thresholds tuned on dev (``tuning.py``) |
 | ``CS_ANSWER_THRESHOLD`` / ``CS_CLARIFY_THRESHOLD`` | tuned, else ``RetrievalConfig`` | thresholds on the final score |
 | ``CS_FALLBACK_THRESHOLD`` | tuned, else ``0.35`` | intent confidence below which Rasa predicts ``nlu_fallback`` |
-| ``CS_SCOPE_MODEL`` | ``<state>/scope`` (``python -m apps.customer_service scope train``); ``none``: off | in / out of scope |
+| ``CS_SCOPE_MODEL`` | ``<state>/scope`` (made by ``... scope train``); ``none``: off | in / out of scope model |
 | ``TEXTML_DATASETS_DIR`` | ``../shared/datasets`` beside the repository | data ``scope train`` reads |
 | ``CS_INFERENCE_THREADS`` | ``1`` | torch threads in the action server (one query at a time: 1 is fastest) |
 | ``CS_TRACKER_STORE`` | ``sqlite`` | tracker store: ``sqlite`` (embedded, ``<state>/rasa/``) or ``postgresql`` |

@@ -15,7 +15,7 @@ from apps.customer_service.scope import (
     fit_scope,
     looks_like_text,
 )
-from apps.customer_service.scope_data import ScopeDataError, load_scope_data, read_column, small_talk
+from apps.customer_service.scope_training import ScopeDataError, load_scope_data, read_column, small_talk
 from apps.customer_service.settings import APP_DIR
 
 BANKING = ["my card hasn't arrived yet", "how do I top up by bank transfer", "why was I charged a fee for cash",

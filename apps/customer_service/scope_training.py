@@ -1,4 +1,6 @@
-"""The examples the scope model learns from, read from the shared datasets and the project's own files.
+"""Train the scope model (``scope.py``) from the shared datasets and the project's own files.
+
+What it learns from:
 
 * reference (in scope): BANKING77's train split (``core.data.splits``: train.csv rows outside the dev
   bucket), the knowledge base's example questions and the bot's small talk (``rasa/data/nlu.yml``
@@ -18,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from apps.customer_service.knowledge_base import load_knowledge_base
-from apps.customer_service.settings import APP_DIR
+from apps.customer_service.scope import ScopeModel, fit_scope
+from apps.customer_service.settings import APP_DIR, BotSettings
 from core.data.splits import is_dev
 
 BANKING77_TRAIN = "banking77/train.csv"
@@ -72,3 +75,20 @@ def load_scope_data(datasets_dir: Path, kb_dir: Path) -> ScopeData:
                              "rasa/data/nlu.yml small talk": len(talk)},
                "dev_in": {BANKING77_TRAIN + " (dev split)": len(dev)}, "dev_out": {OOS_TRAIN: len(out)}}
     return ScopeData(train + questions + talk, dev, out, sources)
+
+
+def train_scope(settings: BotSettings, in_budget: float = 0.03, decline_budget: float = 0.01,
+                folder: Path | None = None, log=print) -> ScopeModel:
+    """Fit the scope model with the bot's embedder and save it to ``folder`` (default ``settings.scope_dir``)."""
+    from core.inference.embedder import Embedder
+
+    folder = folder or settings.scope_dir
+    if folder is None:
+        raise ValueError("CS_SCOPE_MODEL=none turns the scope model off; unset it or name a folder to train into")
+    data = load_scope_data(settings.datasets_dir, settings.kb_dir)
+    log(f"training the scope model: {len(data.reference)} in-scope examples, calibrated on {len(data.dev_in)} "
+        f"in-scope and {len(data.dev_out)} out-of-scope dev examples, embedder {settings.embedder} (a minute or two)")
+    model = fit_scope(Embedder.load(settings.embedder).encode, settings.embedder, data.reference, data.dev_in,
+                      data.dev_out, in_budget=in_budget, decline_budget=decline_budget, data=data.sources)
+    model.save(folder)
+    return model
