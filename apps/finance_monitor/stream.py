@@ -445,8 +445,7 @@ class StreamProcessor:
                 alerts.setdefault(stored["alert_id"], stored)
             futures += self._send([(config.alerts_topic, alert_id.encode(), body)
                                    for alert_id, body in alerts.items()])
-            logged = {partition: [producer.send(config.changelog_topic, *encode(change), partition=partition[1])
-                                  for change in partition_changes]
+            logged = {partition: [self._log_change(partition[1], change) for change in partition_changes]
                       for partition, partition_changes in changes.items()}
             producer.flush()
             failed = [future for future in futures + [f for fs in logged.values() for f in fs] if future.failed()]
@@ -485,6 +484,11 @@ class StreamProcessor:
         assigned = self.consumer.assignment()
         self.on_assigned([tp for tp in (TopicPartition(t, p) for t, p in result.offsets) if tp in assigned])
         time.sleep(min(0.2 * self._aborts, 2.0))
+
+    def _log_change(self, partition: int, change):
+        """One changelog record, to the changelog partition of the input partition's number."""
+        key, value = encode(change)
+        return self.producer.send(self.config.changelog_topic, key=key, value=value, partition=partition)
 
     def _send(self, messages: list[tuple[str, bytes | None, dict]]) -> list:
         return [self.producer.send(topic, key=key, value=_json(value)) for topic, key, value in messages]
