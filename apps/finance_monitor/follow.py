@@ -1,9 +1,10 @@
-"""`alerts`: print the committed alert history from SQLite; ``--follow`` prints the alerts topic as it grows.
+"""`alerts`: print the committed alert history from the processor's store; ``--follow`` prints the alerts topic.
 
-Both show committed alerts only: the history takes the alerts SQLite knows to be in a committed
-Kafka transaction (``published``), and ``--follow`` reads the alerts topic with
-``isolation_level="read_committed"``, so an alert of a batch whose transaction was aborted (and
-is being redone) never shows, and a redone one shows once.
+Both show committed alerts only: the store commits a batch only after its Kafka transaction did
+(and restores from the ``read_committed`` changelog), and ``--follow`` reads the alerts topic with
+``isolation_level="read_committed"``, so an alert of a batch whose transaction was aborted (and is
+being redone) never shows, and a redone one shows once. The store holds the partitions this
+processor owns or has owned; the topic holds the whole group's alerts.
 """
 
 from __future__ import annotations
