@@ -26,6 +26,7 @@ import httpx
 import psutil
 import pytest
 
+from apps.customer_service.handover import handover_for
 from apps.customer_service.ingest import ingest
 from apps.customer_service.launch import (
     ServiceStartError,
@@ -248,8 +249,11 @@ def test_personal_data_is_masked_before_it_is_stored_or_logged(bot: dict) -> Non
         f"or to {IBAN_COMPACT}": "or to [IBAN GB…]",
         f"update my contact details: {EMAIL}, {PHONE}": "update my contact details: [EMAIL], [PHONE]",
     }
-    for text in script:
-        assert texts(say(bot, sender, text))
+    for text in script:  # answered, or handed off: then the bot is quiet and the message waits for a person
+        assert texts(say(bot, sender, text)) or tracker(bot, sender, token=bot["token"]).json()["paused"]
+    for ticket in TicketStore(bot["settings"].tickets_db).list():  # a person gives it back to the bot
+        if ticket.sender_id == sender:
+            handover_for(bot["settings"]).close(ticket.id)  # and copies the messages since into the ticket
     assert "last four digits" in texts(say(bot, sender, "I lost my card"))
     for typed in (CARD, CARD_DIGITS):  # the form gets "[CARD ****1111]": still the same advice
         assert "Never share your full card number" in texts(say(bot, sender, typed))
