@@ -21,7 +21,7 @@ UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE ?= hardlink
 
-.PHONY: browser bench-quality bench-quality-production bench-quality-gpu bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean datastores web-assets
+.PHONY: browser bench-quality bench-quality-production bench-quality-gpu bench-onnx bench-sentiment bench-stream bench-recommender bench-recommender-env bench-recommender-speed bench-recommender-reuse bench-bot help setup venv rasa-env kafka-jars test test-fast lint demo up down status kafka-up kafka-down kafka-status clean datastores web-assets
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -81,15 +81,28 @@ bench-sentiment: venv  ## the finance stream's production sentiment model (Phras
 bench-stream: venv  ## finance stream: inference vs end-to-end msgs/s through Kafka, p50/p95 latency, peak RSS -> var/bench/stream.json
 	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.stream $(BENCH_ARGS)
 
-bench-recommender: venv  ## MovieLens quality + serving speed of the recommender -> var/bench/recommender.json
-	HF_HUB_OFFLINE=1 $(PY) -m benchmarks.recommender $(BENCH_ARGS)
+# The recommender benchmark's peers (implicit, LensKit, RecBole) in an environment of their own: RecBole 1.2.1 pins
+# colorlog/colorama and needs setuptools<81, LensKit 2025.8 needs pandas<3. It sees the project's packages through a
+# .pth file (torch, numpy, the app), and its own exact pins win where they differ.
+BENCH_REC_VENV := var/venv-bench-recommender
+BENCH_REC_PY   := $(BENCH_REC_VENV)/bin/python
+bench-recommender-env: venv  ## the benchmark-only peers of bench-recommender (pins: benchmarks/requirements-recommender.txt) -> var/venv-bench-recommender
+	@test -x $(BENCH_REC_PY) || $(UV) venv --quiet --python $(PY) $(BENCH_REC_VENV)
+	@$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(BENCH_REC_PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz_textml_project.pth"
+	@cmp -s benchmarks/requirements-recommender.txt $(BENCH_REC_VENV)/.installed.txt || { \
+	  VIRTUAL_ENV=$(BENCH_REC_VENV) $(UV) pip install --quiet --no-deps -r benchmarks/requirements-recommender.txt && \
+	  cp benchmarks/requirements-recommender.txt $(BENCH_REC_VENV)/.installed.txt; }
+
+bench-recommender: bench-recommender-env  ## MovieLens protocols A and B with every peer + serving speed of the recommender -> var/bench/recommender.json
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TEXTML_NUM_THREADS=1 $(BENCH_REC_PY) -m benchmarks.recommender $(BENCH_ARGS)
 
 bench-recommender-speed: venv  ## recommender serving speed only (10k/100k items) -> var/bench/recommender.json
 	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.recommender --skip-quality $(BENCH_ARGS)
 
 RECOMMENDER_EMBEDDER ?= var/models/recommender-embedder-movielens/v1
-bench-recommender-reuse: venv  ## recommender quality + speed, reusing the fine-tuned MovieLens embedder (no 15-min fine-tune)
-	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.recommender --embedder-artifact $(RECOMMENDER_EMBEDDER) $(BENCH_ARGS)
+bench-recommender-reuse: bench-recommender-env  ## bench-recommender plus text_finetuned rows from a fine-tuned MovieLens embedder saved earlier
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 TEXTML_NUM_THREADS=1 $(BENCH_REC_PY) -m benchmarks.recommender --embedder-artifact $(RECOMMENDER_EMBEDDER) $(BENCH_ARGS)
 
 bench-bot: venv rasa-env  ## support bot: intent accuracy, FAQ retrieval, REST latency -> var/bench/bot.json
 	HF_HUB_OFFLINE=1 TEXTML_NUM_THREADS=1 $(PY) -m benchmarks.bot $(BENCH_ARGS)
