@@ -167,6 +167,17 @@ def test_cli_show_reply_close(parts, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "ticket T-000001 is closed" in capsys.readouterr().err
 
 
+def test_cli_show_without_rasa_shows_the_stored_ticket(parts, capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    handover, _, _ = parts
+    down = Handover(handover.tickets, RasaConversations(f"http://127.0.0.1:{free_port()}", "t" * 20, timeout=2))
+    monkeypatch.setattr("apps.customer_service.handover.handover_for", lambda settings: down)
+    assert main(["tickets", "show", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "user: talk to a person" in captured.out
+    assert "is not reachable" in captured.err and "without the customer's latest messages" in captured.err
+
+
 def _ticket():
     from apps.customer_service.tickets import Ticket
 
