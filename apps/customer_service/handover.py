@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from apps.customer_service.masking import mask_pii
 from apps.customer_service.rasa_api import RasaConversations
 from apps.customer_service.settings import BotSettings
-from apps.customer_service.tickets import Ticket, TicketClosedError, TicketStore
+from apps.customer_service.tickets import Ticket, TicketStore
 from apps.customer_service.tokens import rasa_token
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Handover:
     def reply(self, ticket_id: int, text: object) -> Outcome:
         """Send the agent's ``text`` to the customer and record it in the ticket."""
         masked = reply_text(text)
-        ticket = self._open(ticket_id)
+        ticket = self.tickets.get_open(ticket_id)
         state = self.conversations.append(ticket.sender_id, [handover_event(masked, ticket, "agent")])
         log.info("agent reply on %s sent to %s over %s", ticket.number, ticket.sender_id,
                  state.get("latest_input_channel"))
@@ -131,7 +131,7 @@ class Handover:
 
     def close(self, ticket_id: int) -> Outcome:
         """Give the conversation back to the bot (``resume``), tell the customer, close the ticket."""
-        ticket = self._open(ticket_id)
+        ticket = self.tickets.get_open(ticket_id)
         back = handover_event(BOT_BACK.format(number=ticket.number), ticket, "bot")
         # action_listen: while paused, Rasa logged the customer's messages without one, and rules match
         # only "listen, then the customer's intent": without it the next question gets the core fallback
@@ -140,13 +140,6 @@ class Handover:
         self.sync(ticket)
         log.info("%s closed: the bot is back in %s", ticket.number, ticket.sender_id)
         return Outcome(self.tickets.close(ticket.id), state.get("latest_input_channel"))
-
-    def _open(self, ticket_id: int) -> Ticket:
-        ticket = self.tickets.get(ticket_id)
-        if ticket.status != "open":
-            raise TicketClosedError(f"ticket {ticket.number} is {ticket.status}; only an open ticket can be answered "
-                                    "or closed (open ones: `python -m apps.customer_service tickets`)")
-        return ticket
 
 
 def handover_for(settings: BotSettings) -> Handover:

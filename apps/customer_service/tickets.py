@@ -119,6 +119,11 @@ class TicketStore:
                                       "`python -m apps.customer_service tickets`")
         return _ticket(row)
 
+    def get_open(self, ticket_id: int) -> Ticket:
+        """The ticket, which must be open (else :class:`TicketClosedError`; unknown: TicketNotFoundError)."""
+        with closing(self._connect()) as db:
+            return self._open(db, ticket_id)
+
     def list(self, status: str | None = "open") -> list[Ticket]:
         """Tickets with ``status`` (None: all), oldest first."""
         if status is not None and status not in STATUSES:
