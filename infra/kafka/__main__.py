@@ -141,8 +141,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Kafka up on {config.bootstrap_servers} (pid {pid}, log {config.log_file})")
         elif args.command == "down":
             stopped = broker.stop(config, timeout_s=args.timeout)
-            print("Kafka stopped" if stopped else "Kafka was not running")
-            _stop_cluster(_three_brokers(), args.timeout)
+            if stopped:
+                print("Kafka stopped")
+            if not _stop_cluster(_three_brokers(), args.timeout) and not stopped:
+                print("Kafka was not running")
         elif args.command == "status":
             servers = external or config.bootstrap_servers
             ok = broker.answers_metadata(servers)
@@ -190,18 +192,19 @@ def _cluster_command(args: argparse.Namespace, config: cluster.ClusterConfig) ->
     elif args.command == "down":
         if broker.stop(config_from_env(), timeout_s=args.timeout):
             print("Kafka (single broker) stopped")
-        _stop_cluster(config, args.timeout, say_none=True)
+        if not _stop_cluster(config, args.timeout):
+            print("Kafka cluster was not running")
     elif args.command == "status":
         return _cluster_status(config, external)
     return 0
 
 
-def _stop_cluster(config: cluster.ClusterConfig, timeout_s: float, say_none: bool = False) -> None:
+def _stop_cluster(config: cluster.ClusterConfig, timeout_s: float) -> bool:
+    """Stop the local cluster's running brokers; False when none ran."""
     stopped = cluster.stop(config, timeout_s=timeout_s)
     if stopped:
         print(f"Kafka cluster stopped (brokers {', '.join(map(str, stopped))})")
-    elif say_none:
-        print("Kafka cluster was not running")
+    return bool(stopped)
 
 
 def _cluster_status(config: cluster.ClusterConfig, external: str | None) -> int:
