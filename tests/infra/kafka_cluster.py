@@ -10,6 +10,10 @@ Use the fixture from any test module by importing it (pytest finds fixtures impo
 The fixture is module-scoped: tests of one module share the cluster, so a test that kills a broker
 restarts it (``cluster.start``) before it ends. ``running_cluster`` is the same as a context manager.
 ``TEST_KAFKA_CLUSTER_PORT`` sets the first port tried (default 39092); each broker uses two ports.
+
+``tolerate_dead_coordinator(producer)`` works around a kafka-python 3.0.12 bug that makes a transactional
+producer hang when its transaction coordinator's broker dies; tests that kill brokers under a
+transactional producer need it (and so does any long-running transactional producer).
 """
 
 from __future__ import annotations
@@ -97,3 +101,25 @@ def wait_for_isr(config: cluster.ClusterConfig, topic: str, size: int, timeout_s
             time.sleep(0.5)
     finally:
         admin.close()
+
+
+def tolerate_dead_coordinator(producer) -> None:
+    """Work around kafka-python 3.0.12 losing a transactional request when its coordinator is gone.
+
+    ``Sender._maybe_send_transactional_request`` expects ``await_ready`` to return False for a node that
+    is down, but it raises ``KafkaConnectionError``; the except branch then looks the coordinator up again
+    but never re-queues the request (``target_node`` is still set), so ``commit_transaction()`` waits
+    forever. Returning False sends the request down the branch that re-queues it.
+    """
+    from kafka.errors import KafkaConnectionError
+
+    client = producer._sender._client
+    await_ready = client.await_ready
+
+    def await_ready_or_false(node_id, timeout_ms=30000):
+        try:
+            return await_ready(node_id, timeout_ms=timeout_ms)
+        except KafkaConnectionError:
+            return False
+
+    client.await_ready = await_ready_or_false

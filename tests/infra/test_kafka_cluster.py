@@ -18,7 +18,11 @@ import pytest
 
 from infra.kafka import __main__ as kafka_cli
 from infra.kafka import broker, cluster
-from tests.infra.kafka_cluster import kafka_cluster, wait_for_isr  # noqa: F401  (kafka_cluster: the fixture)
+from tests.infra.kafka_cluster import (  # noqa: F401  (kafka_cluster: the fixture)
+    kafka_cluster,
+    tolerate_dead_coordinator,
+    wait_for_isr,
+)
 
 TRANSACTIONS = 30
 PER_TRANSACTION = 40
@@ -135,28 +139,6 @@ def _leader_other_than(admin, topic: str, coordinator: int) -> int:
     partitions = admin.describe_topics([topic])[0]["partitions"]
     return next(p["leader_id"] for p in sorted(partitions, key=lambda p: p["partition_index"])
                 if p["leader_id"] != coordinator)
-
-
-def tolerate_dead_coordinator(producer) -> None:
-    """Work around kafka-python 3.0.12 losing a transactional request when its coordinator is gone.
-
-    ``Sender._maybe_send_transactional_request`` expects ``await_ready`` to return False for a node that
-    is down, but it raises ``KafkaConnectionError``; the except branch then looks the coordinator up again
-    but never re-queues the request (``target_node`` is still set), so ``commit_transaction()`` waits
-    forever. Returning False sends the request down the branch that re-queues it.
-    """
-    from kafka.errors import KafkaConnectionError
-
-    client = producer._sender._client
-    await_ready = client.await_ready
-
-    def await_ready_or_false(node_id, timeout_ms=30000):
-        try:
-            return await_ready(node_id, timeout_ms=timeout_ms)
-        except KafkaConnectionError:
-            return False
-
-    client.await_ready = await_ready_or_false
 
 
 def _read_committed(config: cluster.ClusterConfig, topic: str, want: int, timeout_s: float = 120.0) -> list[bytes]:
