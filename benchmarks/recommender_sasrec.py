@@ -15,7 +15,8 @@ fewer tokens): that is what :func:`train_windows` does, through the RecBole mode
 (:func:`all_positions` is ``SASRec.forward`` without the final gather). The model is scored on the
 dev item every ``eval_every`` epochs; the best dev NDCG@10 is reported on test, through
 :func:`evaluate_a` like every other method. The model stays in memory (no checkpoint to reload,
-so no ``weights_only``).
+so no ``weights_only``). Batches of 32 windows (about 1,400 targets, RecBole's 2048 targets a step
+being near that): on dev after 2 epochs, NDCG@10 0.0206 against 0.0175 with 128 windows a batch.
 
 RecBole 1.2.1 predates NumPy 2: its modules use ``np.float_``, ``np.bool8`` and friends, which
 :func:`import_recbole` restores before importing it (it also needs ``setuptools<81``).
@@ -117,8 +118,8 @@ def all_positions(model, item_seq):
     return model.trm_encoder(input_emb, mask, output_all_encoded_layers=True)[-1]
 
 
-def sasrec(data: ProtocolA, seed: int, max_epochs: int = 60, eval_every: int = 2, patience: int = 4,
-           batch_size: int = 128, learning_rate: float = 0.001, users: list[UserSplit] | None = None) -> dict:
+def sasrec(data: ProtocolA, seed: int, max_epochs: int = 12, eval_every: int = 2, patience: int = 3,
+           batch_size: int = 32, learning_rate: float = 0.001, users: list[UserSplit] | None = None) -> dict:
     """Train on train, pick the epoch on dev NDCG@10, report test; ``{"test", "dev", "chosen", "epochs"}``."""
     try:
         sasrec_class = import_recbole()
