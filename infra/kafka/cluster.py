@@ -113,8 +113,16 @@ def cluster_id(config: ClusterConfig) -> str:
         return path.read_text().strip()
     found = next((_formatted_id(node) for node in config.nodes if _formatted_id(node)), None) or broker.new_cluster_id()
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(found + "\n")
-    return found
+    # Nodes started at once (`run --node N` under a supervisor) race here: the first link wins, all read it.
+    candidate = path.with_name(f"{CLUSTER_ID_FILE}.{os.getpid()}")
+    candidate.write_text(found + "\n")
+    try:
+        os.link(candidate, path)
+    except FileExistsError:
+        pass
+    finally:
+        candidate.unlink()
+    return path.read_text().strip()
 
 
 def _formatted_id(node: broker.BrokerConfig) -> str | None:

@@ -88,6 +88,19 @@ def test_single_broker_properties_are_unreplicated() -> None:
     assert props["default.replication.factor"] == props["min.insync.replicas"] == "1"
 
 
+def test_cluster_id_is_kept_and_recovered(tmp_path: Path) -> None:
+    config = cluster.ClusterConfig(state_dir=tmp_path / "cluster")
+    first = cluster.cluster_id(config)
+    assert cluster.cluster_id(config) == first and len(first) == 22
+    # the id file is gone but a node was formatted: its id is kept, so the other nodes join the same cluster
+    (config.state_dir / cluster.CLUSTER_ID_FILE).unlink()
+    config.node(2).data_dir.mkdir(parents=True)
+    formatted = "AAAAAAAAAAAAAAAAAAAAAA"
+    (config.node(2).data_dir / "meta.properties").write_text(f"version=1\ncluster.id={formatted}\nnode.id=2\n")
+    assert cluster.cluster_id(config) == formatted
+    assert [p.name for p in config.state_dir.iterdir() if p.is_file()] == [cluster.CLUSTER_ID_FILE]
+
+
 def test_layouts_that_cannot_work_are_refused() -> None:
     with pytest.raises(broker.BrokerError, match=r"port\(s\) 9094 used twice"):
         cluster.validate(cluster.ClusterConfig(ports=(9092, 9094, 9096), controller_ports=(9093, 9094, 9097)))
