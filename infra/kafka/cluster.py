@@ -184,7 +184,7 @@ def registered_brokers(config: ClusterConfig, timeout_s: float = 5.0) -> set[int
     from kafka.errors import KafkaError
 
     live = [node.bootstrap_servers for node in config.nodes
-            if broker.running_pid(node) and broker.answers_metadata(node.bootstrap_servers, timeout_s=timeout_s)]
+            if broker.answers_metadata(node.bootstrap_servers, timeout_s=timeout_s)]
     if not live:
         return set()
     try:
