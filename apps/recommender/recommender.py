@@ -393,7 +393,9 @@ class Recommender:
     def _popular(self, k: int, filters: Filters, seen: set[int]) -> list[Recommendation]:
         stats = self._stats
         order = stats.top_popular(len(self._items)) if not stats.empty else np.zeros(0, np.int64)
-        rest = sorted(set(self._items) - set(order.tolist()), reverse=True)  # then the newest items
+        # then the items nobody has chosen yet: the newest by added_at first, then the last inserted
+        rest = sorted(set(self._items) - set(order.tolist()),
+                      key=lambda key: (self._added_at.get(key, float("-inf")), key), reverse=True)
         picked = []
         for key in [*order.tolist(), *rest]:
             item = self._items.get(key)

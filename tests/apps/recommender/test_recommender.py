@@ -230,3 +230,14 @@ def test_two_processes_sharing_a_store_see_each_others_writes(tmp_path: Path) ->
     assert ids(c.recommend(query="open canoe for lakes", k=1)) == ["canoe"]
     assert ids(c.recommend(query="river raft", k=1)) == ["raft"]
     c.close()
+
+
+def test_added_at_orders_untried_items_and_feeds_freshness(tmp_path: Path, encoder: HashingEncoder) -> None:
+    rec = Recommender.load(make_config(tmp_path), encoder=encoder)
+    rec.upsert_items([{"id": "new", "title": "Lamp", "added_at": 3000},
+                      {"id": "old", "title": "Chair", "added_at": 1000}, {"id": "undated", "title": "Desk"}])
+    assert ids(rec.recommend([], k=3)) == ["new", "old", "undated"]  # no interactions: newest added_at first
+    assert rec._item_ages().freshness(np.array([rec._key_of["new"], rec._key_of["old"]])).tolist() == [1.0, 0.0]
+    rec.delete_items(["new"])
+    assert rec._item_ages().added_at == {rec._key_of["old"]: 1000.0}
+    rec.close()
