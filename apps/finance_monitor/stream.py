@@ -49,7 +49,13 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from apps.finance_monitor.changelog import ChangelogReader, encode, ensure_changelog, restore_partition
+from apps.finance_monitor.changelog import (
+    ChangelogError,
+    ChangelogReader,
+    encode,
+    ensure_changelog,
+    restore_partition,
+)
 from apps.finance_monitor.engine import AlertEngine, BatchResult, Record, Scorer
 from apps.finance_monitor.instance import StoreLock, default_instance_id, transactional_id
 from apps.finance_monitor.metrics import StreamMetrics
@@ -73,6 +79,7 @@ REBALANCE_POLL_MS = 200  # least poll timeout while a rebalance is under way (Jo
 TRANSACTION_TIMEOUT_MS = 30_000
 MAX_ABORTS = 5  # batches in a row whose transaction failed before the processor gives up (and exits)
 MAX_BLOCK_MS = 15_000  # a send to a topic without metadata (the changelog was deleted) fails after this long
+FLUSH_TIMEOUT_S = 30.0  # a batch's records not acknowledged by then fail the batch (it is aborted and redone)
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
     """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are.
@@ -260,16 +267,9 @@ class StreamProcessor:
             self.partition_count = len(self.admin.describe_topics([config.input_topic])[0]["partitions"])
             self.reader = ChangelogReader(config.bootstrap_servers, config.changelog_topic)
             self._ensure_changelog()
-            # No auto-creation: a deleted changelog must fail the batch (and be recreated compacted), not
-            # come back as an ordinary topic.
-            self.producer = KafkaProducer(bootstrap_servers=config.bootstrap_servers,
-                                          transactional_id=self.transactional_id, enable_idempotence=True,
-                                          acks="all", linger_ms=5, retries=10, retry_backoff_ms=200,
-                                          transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-                                          allow_auto_create_topics=False, max_block_ms=MAX_BLOCK_MS)
             # Fences an earlier incarnation of this instance and aborts the transaction it left open,
             # before the consumer reads the committed offsets.
-            self.producer.init_transactions()
+            self.producer = self._new_producer()
             log.info("transactional id %s", self.transactional_id)
             self.consumer = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=config.group_id,
                                           enable_auto_commit=False, auto_offset_reset="earliest",
@@ -447,7 +447,7 @@ class StreamProcessor:
                                    for alert_id, body in alerts.items()])
             logged = {partition: [self._log_change(partition[1], change) for change in partition_changes]
                       for partition, partition_changes in changes.items()}
-            producer.flush()
+            producer.flush(timeout=FLUSH_TIMEOUT_S)  # raises KafkaTimeoutError rather than hang on a lost topic
             failed = [future for future in futures + [f for fs in logged.values() for f in fs] if future.failed()]
             if failed:  # flush does not raise for records the broker refused
                 raise KafkaError(f"{len(failed)} record(s) were not acknowledged: {failed[0].exception!r}")
@@ -465,11 +465,28 @@ class StreamProcessor:
     def _commit_transaction(self) -> None:
         self.producer.commit_transaction()
 
+    def _new_producer(self) -> KafkaProducer:
+        """The transactional producer, initialised: any transaction left open under this id is aborted.
+
+        No topic auto-creation: a deleted changelog must fail the batch (and be recreated compacted),
+        not come back as an ordinary topic.
+        """
+        producer = KafkaProducer(bootstrap_servers=self.config.bootstrap_servers,
+                                 transactional_id=self.transactional_id, enable_idempotence=True,
+                                 acks="all", linger_ms=5, retries=10, retry_backoff_ms=200,
+                                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+                                 allow_auto_create_topics=False, max_block_ms=MAX_BLOCK_MS)
+        producer.init_transactions()
+        return producer
+
     def _abort(self, error: BaseException, result: BatchResult) -> None:
         """Abort the batch's transaction and rewind its partitions to their committed offsets (redo).
 
-        An abort that fails too (another processor took this transactional id, the broker is gone)
-        is fatal: the error propagates and the process exits; its successor redoes the batch.
+        An abort that fails too (the broker timed the transaction out and fenced this producer's epoch,
+        as when a send hung on a deleted changelog) closes the producer and starts a new one under the
+        same transactional id, whose initialisation aborts the transaction. No other live processor
+        holds this id (one id per store, one processor per store), so this fences nobody else. After
+        MAX_ABORTS batches in a row the error propagates and the process exits.
         """
         self._aborts += 1
         self.metrics.aborted.inc()
@@ -478,17 +495,26 @@ class StreamProcessor:
         try:
             self.producer.abort_transaction()
         except KafkaError as fatal:
-            raise fatal from error
+            if self._aborts > MAX_ABORTS:
+                raise fatal from error
+            log.warning("the transaction could not be aborted (%r): starting a new producer under the same "
+                        "transactional id, which aborts it", fatal)
+            self.producer.close(timeout=5)
+            self.producer = self._new_producer()
         if self._aborts > MAX_ABORTS:
             raise KafkaError(f"{self._aborts} batches in a row could not be committed; last: {error!r}") from error
         assigned = self.consumer.assignment()
-        self.on_assigned([tp for tp in (TopicPartition(t, p) for t, p in result.offsets) if tp in assigned])
+        self.on_assigned([tp for tp in (TopicPartition(t, p) for t, p in result.applied_before) if tp in assigned])
         time.sleep(min(0.2 * self._aborts, 2.0))
 
     def _log_change(self, partition: int, change):
         """One changelog record, to the changelog partition of the input partition's number."""
         key, value = encode(change)
-        return self.producer.send(self.config.changelog_topic, key=key, value=value, partition=partition)
+        try:
+            return self.producer.send(self.config.changelog_topic, key=key, value=value, partition=partition)
+        except ValueError as error:  # kafka-python: "Unrecognized partition" once the topic left its metadata
+            raise ChangelogError(f"cannot write to the changelog {self.config.changelog_topic}[{partition}]: "
+                                 f"{error} (was the topic deleted?)") from error
 
     def _send(self, messages: list[tuple[str, bytes | None, dict]]) -> list:
         return [self.producer.send(topic, key=key, value=_json(value)) for topic, key, value in messages]

@@ -188,3 +188,35 @@ def test_a_deleted_changelog_is_recreated_and_its_state_rebuilt_from_the_input(s
     assert sorted(s["id"] for s in scored) == sorted(m["id"] for m in before + later)  # ... so no output twice
     committed_alerts = sorted(a["alert_id"] for a in read_topic(config.bootstrap_servers, config.alerts_topic))
     assert committed_alerts == reference_alerts(config, scorer, total)
+
+
+def test_a_changelog_deleted_while_the_processor_runs_is_recreated_and_its_state_rebuilt(stream_config, scorer,
+                                                                                          tmp_path, caplog):
+    """The next batch's changelog records fail, the batch is aborted; restoring its partitions finds the topic
+    gone, recreates it and rebuilds the state from the input; the batch is then done once."""
+    config = with_rules(stream_config, tmp_path / "rules.json", [SENTIMENT_DROP, NEGATIVE_SHARE])
+    before, later = history(), bursts()
+    total = len(before) + len(later)
+    ensure_topics(config.bootstrap_servers, [config.input_topic], len(TICKERS))
+    caplog.set_level(logging.INFO, logger="apps.finance_monitor")
+    running = RunningProcessor(config, scorer)
+    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap_servers)
+    try:
+        running.wait_ready()
+        produce(config.bootstrap_servers, config.input_topic, as_records(before), PARTITION)
+        assert wait_committed(config.bootstrap_servers, config.group_id, len(before)) == len(before)
+        admin.delete_topics([config.changelog_topic])
+        deadline = time.monotonic() + 60
+        while config.changelog_topic in admin.list_topics() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        produce(config.bootstrap_servers, config.input_topic, as_records(later), PARTITION)
+        assert wait_committed(config.bootstrap_servers, config.group_id, total, timeout_s=240) == total
+    finally:
+        admin.close()
+        running.stop()
+    assert f"the changelog topic {config.changelog_topic} was missing: created it" in caplog.text
+    assert "rebuilding the state by re-reading the input from offset 0" in caplog.text
+    scored = read_topic(config.bootstrap_servers, config.scored_topic)
+    assert sorted(s["id"] for s in scored) == sorted(m["id"] for m in before + later)
+    committed_alerts = sorted(a["alert_id"] for a in read_topic(config.bootstrap_servers, config.alerts_topic))
+    assert committed_alerts == reference_alerts(config, scorer, total)

@@ -157,6 +157,9 @@ class RecordingProducer:
         self.aborts = 0
         self.abort_fails = abort_fails
 
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
     def abort_transaction(self) -> None:
         if self.abort_fails:
             raise ProducerFencedError()
@@ -180,9 +183,16 @@ def test_an_aborted_batch_is_redone_from_the_committed_offsets_of_its_assigned_p
             stream._abort(KafkaError("again"), result)
 
 
-def test_an_abort_that_fails_is_fatal(tmp_path):
+def test_an_abort_that_fails_starts_a_new_producer_until_it_is_fatal(tmp_path, monkeypatch):
+    """A fenced epoch (the broker timed the transaction out) is survived with a new producer under the same id."""
+    monkeypatch.setattr("apps.finance_monitor.stream.time.sleep", lambda s: None)
     stream = processor(tmp_path)
     stream.producer = RecordingProducer(abort_fails=True)
+    started = []
+    stream._new_producer = lambda: started.append(RecordingProducer(abort_fails=True)) or started[-1]
     result = stream.engine.process(fetched(0, 0), keyword_scorer)
+    for attempt in range(MAX_ABORTS):
+        stream._abort(KafkaError("fenced"), result)
+        assert stream.producer is started[attempt]
     with pytest.raises(ProducerFencedError):
         stream._abort(KafkaError("fenced"), result)
