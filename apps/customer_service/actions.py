@@ -190,7 +190,7 @@ class ActionDecline(Action):
         self.recorder.record(Decision("decline", latest_text(tracker), intent_name(tracker),
                                       confidence=p_out if isinstance(p_out, int | float) else None))
         dispatcher.utter_message(response="utter_out_of_scope", json_message={"scope": {
-            "decision": "declined", **(scope if isinstance(scope, dict) else {})}})
+            **(scope if isinstance(scope, dict) else {}), "decision": "declined"}})
         return []
 
 
@@ -216,7 +216,7 @@ class ActionRephrase(Action):
                                   "the message is a banking question)", self.recorder, "two_failed_attempts", p_out)
         self.recorder.record(Decision("clarify", latest_text(tracker), intent_name(tracker), confidence=p_out))
         utter_rephrase(dispatcher, topic_titles(tracker, self.retriever), {"scope": {
-            "decision": "rephrase", **(scope if isinstance(scope, dict) else {})}})
+            **(scope if isinstance(scope, dict) else {}), "decision": "rephrase"}})
         return [SlotSet(FAILED_ATTEMPTS, failed + 1.0)]
 
 

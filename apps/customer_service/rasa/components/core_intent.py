@@ -7,7 +7,8 @@ calls with its token: the component sends ``Authorization: Bearer $CS_ACTIONS_TO
 (``rasa_project.environment()`` puts the token into the Rasa process's environment).
 
 * Small talk that Rasa's own classifier is sure about (``keep_intents`` at ``keep_threshold`` or
-  above) is left alone unless core's model is even surer of a banking intent (``override_threshold``:
+  above, in a message of at most ``keep_max_words`` words) is left alone unless core's model is
+  even surer of a banking intent (``override_threshold``:
   Rasa's small classifier calls "Can you tell me the foreign exchange rate?" out of scope, core's
   model says exchange_rate at 0.99; on the project's own small-talk examples core's confidence
   stays below 0.86, e.g. "goodbye" -> terminate_account 0.857). Every other message gets core's
@@ -61,6 +62,7 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
             "ranking_length": 10,
             "keep_intents": [],                      # Rasa's own intents that win when confident
             "keep_threshold": 0.5,
+            "keep_max_words": 12,                    # ... in messages of at most this many words
             "override_threshold": 0.95,               # core's confidence that overrides confident small talk
             "unavailable_intent": UNAVAILABLE,
             "form_intents": [],                      # intents that start a form ...
@@ -80,9 +82,12 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
         return cls(config)
 
     def _kept(self, message: Message) -> bool:
+        """Confident small talk, which is short: Rasa's classifier learnt it from short phrases, and on a long
+        message its character n-grams say little ("my card blah blah ..." reads as goodbye)."""
         intent = message.get(INTENT) or {}
         return (intent.get(INTENT_NAME_KEY) in self.keep
-                and (intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0) >= self.component_config["keep_threshold"])
+                and (intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0) >= self.component_config["keep_threshold"]
+                and len(str(message.get(TEXT) or "").split()) <= self.component_config["keep_max_words"])
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
@@ -95,6 +100,8 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
         rankings, scopes = self._ask([m.get(TEXT) for m in todo])
         for message, ranking, scope in zip(todo, rankings or [None] * len(todo), scopes or [None] * len(todo),
                                            strict=True):
+            if scope is not None:
+                message.set("scope", scope, add_to_output=True)
             if self._kept(message) and not self._overrides(ranking):
                 continue  # confident small talk (also when the intent service is down)
             if ranking is None:
@@ -102,8 +109,6 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
                                      PREDICTED_CONFIDENCE_KEY: 1.0}])
                 continue
             ranked = [{INTENT_NAME_KEY: r["name"], PREDICTED_CONFIDENCE_KEY: float(r["confidence"])} for r in ranking]
-            if scope is not None:
-                message.set("scope", scope, add_to_output=True)
             decided = SCOPE_INTENTS.get(scope.get("decision")) if isinstance(scope, dict) else None
             if decided:
                 self._set(message, [{INTENT_NAME_KEY: decided, PREDICTED_CONFIDENCE_KEY: 1.0}] + ranked)
