@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.customer_service.actions import make_actions
+from apps.customer_service.desk import Desk, add_desk_routes, is_desk_path
 from apps.customer_service.events import EventLog
 from apps.customer_service.handover import Handover, handover_for
 from apps.customer_service.intents import ClassifierIntents, RetrievalIntents
@@ -149,7 +150,8 @@ def build_app(services: Services, rasa_url: str, token: str, cors_origins: Seque
         # registered after rasa-sdk's CORS middleware, which answers preflight OPTIONS requests first
         if request.path in OPEN_PATHS or bearer_matches(request.headers.get("authorization"), token):
             return None
-        if handover is not None and is_staff_path(request.path):  # staff_api checks the staff token
+        if handover is not None and (is_staff_path(request.path) or is_desk_path(request.path)):
+            # staff_api checks the staff token, desk.py the staff login
             return None
         return response.json({"error": "this endpoint needs the action server token as `Authorization: Bearer "
                                        "TOKEN` (CS_ACTIONS_TOKEN or <state>/secrets/actions_token)"},
@@ -188,7 +190,10 @@ def build_app(services: Services, rasa_url: str, token: str, cors_origins: Seque
 
     # hand-over: the agents' endpoints, and the socket.io client that lets the page receive their replies
     if handover is not None:
-        add_staff_routes(app, handover, staff_token or "")
+        # the support desk (desk.py): staff log in with the staff token; its page answers through /tickets
+        desk = Desk(services.events, services.tickets, services.encode, metrics.latency, staff_token or "")
+        add_desk_routes(app, desk, staff_token or "", cors_origins)
+        add_staff_routes(app, handover, staff_token or "", allow=desk.allows)
 
     @app.get(SOCKETIO_CLIENT_PATH)
     async def socketio_client_js(_request):

@@ -43,8 +43,12 @@ def error_status(error: Exception) -> int:
     raise error
 
 
-def add_staff_routes(app, handover: Handover, staff_token: str) -> None:
-    """Register the ``/tickets`` routes and their token check on the Sanic ``app``."""
+def add_staff_routes(app, handover: Handover, staff_token: str, allow=None) -> None:
+    """Register the ``/tickets`` routes and their token check on the Sanic ``app``.
+
+    ``allow(request) -> bool``: another way in besides the bearer token (the desk's logged-in page,
+    ``desk_auth.DeskSessions.allows``: its session cookie, and its CSRF token for a reply or close).
+    """
     from sanic import response
 
     from apps.customer_service.action_server import bearer_matches  # here: action_server imports this module
@@ -56,7 +60,7 @@ def add_staff_routes(app, handover: Handover, staff_token: str) -> None:
     async def require_staff_token(request):
         if not is_staff_path(request.path) or request.method == "OPTIONS":
             return None
-        if bearer_matches(request.headers.get("authorization"), staff_token):
+        if bearer_matches(request.headers.get("authorization"), staff_token) or (allow is not None and allow(request)):
             return None
         return response.json({"error": "the ticket endpoints need the staff token as `Authorization: Bearer TOKEN` "
                                        "(CS_STAFF_TOKEN or <state>/secrets/staff_token)"},
