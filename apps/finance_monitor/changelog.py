@@ -80,6 +80,17 @@ def ensure_changelog(admin: KafkaAdminClient, topic: str, partitions: int, repli
     return str(described["topic_id"]), created
 
 
+def forbid_auto_creation(cluster) -> None:
+    """Make a kafka-python client's metadata requests stop auto-creating topics.
+
+    kafka-python 3.0.12 accepts ``allow_auto_create_topics=False`` but does not hand it to its cluster
+    metadata, whose requests then let the broker (``auto.create.topics.enable``, the default) create a
+    deleted changelog again as an ordinary topic: not compacted, the broker's default partition count.
+    ``cluster`` is the client's ClusterMetadata (a producer's ``_metadata``, a consumer's ``_cluster``).
+    """
+    cluster.config["allow_auto_create_topics"] = False
+
+
 class ChangelogReader:
     """Reads changelog partitions back (``read_committed``: records of aborted transactions never count)."""
 
@@ -89,6 +100,7 @@ class ChangelogReader:
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                       isolation_level="read_committed", allow_auto_create_topics=False,
                                       client_id="finance-monitor-restore", max_poll_records=5000)
+        forbid_auto_creation(self.consumer._cluster)
 
     def close(self) -> None:
         self.consumer.close()

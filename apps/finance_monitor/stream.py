@@ -54,6 +54,7 @@ from apps.finance_monitor.changelog import (
     ChangelogReader,
     encode,
     ensure_changelog,
+    forbid_auto_creation,
     restore_partition,
 )
 from apps.finance_monitor.engine import AlertEngine, BatchResult, Record, Scorer
@@ -476,6 +477,7 @@ class StreamProcessor:
                                  acks="all", linger_ms=5, retries=10, retry_backoff_ms=200,
                                  transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
                                  allow_auto_create_topics=False, max_block_ms=MAX_BLOCK_MS)
+        forbid_auto_creation(producer._metadata)
         producer.init_transactions()
         return producer
 
