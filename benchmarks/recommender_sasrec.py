@@ -118,7 +118,7 @@ def all_positions(model, item_seq):
     return model.trm_encoder(input_emb, mask, output_all_encoded_layers=True)[-1]
 
 
-def sasrec(data: ProtocolA, seed: int, max_epochs: int = 12, eval_every: int = 2, patience: int = 3,
+def sasrec(data: ProtocolA, seed: int, max_epochs: int = 40, eval_every: int = 2, patience: int = 3,
            batch_size: int = 32, learning_rate: float = 0.001, users: list[UserSplit] | None = None) -> dict:
     """Train on train, pick the epoch on dev NDCG@10, report test; ``{"test", "dev", "chosen", "epochs"}``."""
     try:
