@@ -139,6 +139,14 @@ class Registry:
         """The artifact folder of ``name`` at ``version``: an int, ``"3"``, ``"v3"``, ``"latest"`` or an alias."""
         return self._folder(name) / f"v{self._resolve(name, version)}"
 
+    def production_path(self, name: str) -> Path | None:
+        """The artifact folder of ``name``'s production version, or None when there is none: the one place that
+        answers "which fine-tuned model do the apps load, if any" (their fallback is a base model)."""
+        try:
+            return self.path(name, "production")
+        except (ModelNotFoundError, FileNotFoundError, ValueError):
+            return None
+
     def card(self, name: str, version: int | str = "production") -> ModelCard:
         """The card of ``name`` at ``version`` (resolved as in :meth:`path`)."""
         return self._card_at(name, self._resolve(name, version))

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from apps.customer_service.retrieval import RetrievalConfig, Thresholds
 from apps.customer_service.tuning import apply_tuned, tuned_file
-from core.registry import ModelNotFoundError, Registry
+from core.registry import Registry
 
 APP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = APP_DIR.parents[1]
@@ -166,10 +166,8 @@ def _url_host(host: str) -> str:
 
 
 def _registry_model(registry: Registry, name: str) -> str | None:
-    try:
-        return str(registry.path(name, "production"))
-    except (ModelNotFoundError, FileNotFoundError, ValueError):
-        return None
+    found = registry.production_path(name)
+    return str(found) if found is not None else None
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> BotSettings:

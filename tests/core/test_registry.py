@@ -159,6 +159,14 @@ def test_missing_production_alias_does_not_fall_back(registry: Registry, dev_set
     assert "`python -m core promote intents 2`" in message
 
 
+def test_production_path_is_none_without_a_production_version(registry: Registry, dev_set: Path) -> None:
+    assert registry.production_path("intents") is None  # no model at all
+    add(registry, dev_set)
+    assert registry.production_path("intents") is None  # a version, but none promoted
+    registry.set_alias("intents", "production", 1)
+    assert registry.production_path("intents") == registry.path("intents", 1)
+
+
 def test_reserved_and_broken_aliases(registry: Registry, dev_set: Path) -> None:
     add(registry, dev_set)
     for alias in ("latest", "v2", "3", "a b"):
