@@ -41,7 +41,8 @@ PAGE_HEADERS = {
     # scripts only from this server (the page has no inline script), no framing (clickjacking), no caching
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
                                "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'",
-    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+    # same-origin, not no-referrer: with no-referrer Chromium sends the login form with `Origin: null`
+    "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
 NOT_LOGGED_IN = ("the desk needs a staff login: open /desk/login and enter the staff token (CS_STAFF_TOKEN or "

@@ -58,7 +58,7 @@ function renderLatency(latency) {
       (text) => el("th", {scope: "col", text})))),
     el("tbody", {}, ...rows.map((row) => el("tr", {}, el("th", {scope: "row", text: row.action}),
       el("td", {text: String(row.calls)}), el("td", {text: ms(row.mean_ms)}), el("td", {text: ms(row.p50_ms)}),
-      el("td", {text: ms(row.p95_ms)}))))));
+      el("td", {text: ms(row.p95_ms)})))));
 }
 
 function transcriptItems(transcript) {
