@@ -9,9 +9,11 @@ window sits in exactly one partition and moves with it on a rebalance.
 Two rules make the stream exactly-once on top of Kafka transactions (see ``stream.py``):
 
 * **Redo without recount.** ``PartitionState.applied`` is the next offset already applied to
-  the state (the store's checkpoint). A record below it is being redone after a transaction that
-  never committed: it is scored and its outputs are produced again, but it does not touch the
-  windows, the seen ids or the alerts (the shell re-publishes that record's stored alerts).
+  the state (the store's checkpoint). A record below it is redone: it is scored and its outputs
+  are produced again, but it does not touch the windows, the seen ids or the alerts (the shell
+  re-publishes that record's stored alerts). Since the changelog records are part of the batch's
+  transaction and the store commits after Kafka, the state is not ahead of the committed offset
+  in normal operation; this guards a store put back from elsewhere (a backup, say).
 * **Duplicates.** A message whose ``(record key, id)`` was already scored in the same partition
   within the last ``dedup_records`` offsets is skipped: not scored, not produced, not counted
   (``BatchResult.duplicates``). The horizon is counted in offsets, so the verdict depends only on

@@ -297,7 +297,8 @@ class StateStore:
     def pending_webhooks(self, limit: int = 50) -> list[tuple[dict, int]]:
         """Alerts the webhook has not delivered yet, with the attempts made so far."""
         return [(json.loads(body), attempts) for body, attempts in self.db.execute(
-            "SELECT body, webhook_attempts FROM alerts WHERE webhook_status='pending' ORDER BY seq LIMIT ?",
+            "SELECT body, webhook_attempts FROM alerts WHERE webhook_status='pending' AND published=1 "
+            "ORDER BY seq LIMIT ?",
             (limit,))]
 
     def record_webhook(self, alert_id: str, status: str, attempts: int, errors: list[str]) -> None:

@@ -216,7 +216,7 @@ class StreamProcessor:
                     "(%d record(s), state only, no output)%s", tp.topic, tp.partition, self.reader.topic,
                     state.applied, committed, start, earliest,
                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since)) if since else "at an unknown time",
-                    committed - 1, committed - start,
+                    committed - 1, max(committed - start, 0),
                     "; records before the earliest retained offset are lost to the state" if earliest > 0 and
                     (state.applied or 0) < earliest else "")
         state.rebuild_until = committed
