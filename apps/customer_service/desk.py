@@ -81,7 +81,7 @@ class Desk:
         unanswered = (self.groups.lookup(period.name, texts) if self.groups is not None
                       else {"status": "off", "groups": [], "texts": len(texts), "age_s": None, "seconds": None})
         return await asyncio.to_thread(build_desk, decisions, tickets, period, now,
-                                       self.latency.series(now - period.span), self.latency.summary(), unanswered)
+                                       self.latency.series(now - period.span, now), self.latency.summary(), unanswered)
 
     async def sample_forever(self) -> None:
         while True:

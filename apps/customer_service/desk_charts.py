@@ -24,7 +24,7 @@ LINES = {"p50_ms": ("#1f5fa8", "p50"), "p95_ms": ("#b3261e", "p95")}
 
 def _svg(title: str, description: str, body: list[str], chart_id: str) -> str:
     return (f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-labelledby="{chart_id}-t {chart_id}-d"'
-            f' xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="12">'
+            f' xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" font-size="14">'
             f'<title id="{chart_id}-t">{escape(title)}</title><desc id="{chart_id}-d">{escape(description)}</desc>'
             + "".join(body) + "</svg>")
 
@@ -34,7 +34,7 @@ def _legend(items: Sequence[tuple[str, str]]) -> list[str]:
     for colour, label in items:
         parts.append(f'<rect x="{x}" y="8" width="12" height="12" fill="{colour}"/>'
                      f'<text x="{x + 16}" y="18" fill="#1a1a1a">{escape(label)}</text>')
-        x += 24 + 7 * len(label)
+        x += 26 + 8 * len(label)
     return parts
 
 

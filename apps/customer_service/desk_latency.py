@@ -106,11 +106,20 @@ class LatencyTrack:
         if state is not None:
             self._samples.append((now, state))
 
-    def series(self, since: datetime) -> list[dict]:
-        """One point per sampling interval ending after ``since``: its end, calls, p50 and p95 in ms."""
-        points = []
+    def series(self, since: datetime, now: datetime | None = None) -> list[dict]:
+        """One point per sampling interval ending after ``since``: its end, calls, p50 and p95 in ms.
+
+        With ``now``, a last point for the calls since the latest sample (so a call shows within a poll,
+        not a minute later), when there were any.
+        """
         samples = list(self._samples)
-        for (_, before), (at, after) in zip(samples, samples[1:], strict=False):
+        pairs = list(zip(samples, samples[1:], strict=False))
+        if now is not None and samples:
+            current = combined(list(read_histogram(self.histogram).values()))
+            if current is not None and current.minus(samples[-1][1]).count > 0:
+                pairs.append((samples[-1], (now, current)))
+        points = []
+        for (_, before), (at, after) in pairs:
             if at < since:
                 continue
             delta = after.minus(before)

@@ -84,8 +84,12 @@ def test_latency_track_reads_the_real_histogram_and_differences_samples() -> Non
     assert read_histogram(histogram)["action_b"].count == 10
     [point] = track.series(NOW - timedelta(hours=1))  # only the 10 calls between the samples
     assert point["calls"] == 10 and point["p50_ms"] == pytest.approx(550.0)
+    histogram.labels("action_a").observe(0.02)  # after the last sample: a provisional point ending now
+    assert track.series(NOW - timedelta(hours=1)) == [point]
+    tail = track.series(NOW - timedelta(hours=1), NOW)[-1]
+    assert tail["calls"] == 1 and tail["at"] == "2026-12-02T10:30:00.000000Z" and tail["p50_ms"] == pytest.approx(55.0)
     summary = track.summary()
-    assert summary["all"]["calls"] == 11 and [row["action"] for row in summary["actions"]] == ["action_a", "action_b"]
+    assert summary["all"]["calls"] == 12 and [row["action"] for row in summary["actions"]] == ["action_a", "action_b"]
 
 
 # ---------------------------------------------------------------- charts
