@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from html import escape
 
 WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 28, 36  # margins: y labels, legend, x labels
+LEFT, RIGHT, TOP, BOTTOM = 60, 12, 30, 36  # margins: y labels, legend, x labels
 COLOURS = {"answer": "#1f5fa8", "clarify": "#a85300", "decline": "#6a3d9a", "handoff": "#b3261e",
            "unavailable": "#4d4d4d"}
 LABELS = {"answer": "answered", "clarify": "clarified", "decline": "declined", "handoff": "handed off",
