@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from apps.customer_service.desk_auth import DeskSessions, same_origin, session_cookie
-from apps.customer_service.desk_charts import latency_chart, shares_chart
+from apps.customer_service.desk_charts import COLOURS, LINES, latency_chart, shares_chart
 from apps.customer_service.desk_data import DeskError, build_desk, parse_period, share_series
 from apps.customer_service.desk_latency import Buckets, LatencyTrack, read_histogram
 from apps.customer_service.desk_unanswered import UnansweredGroups
@@ -105,6 +105,23 @@ def test_charts_are_labelled_images_with_escaped_text() -> None:
     drawn = latency_chart([{"label": "10:00", "calls": 3, "p50_ms": 20.0, "p95_ms": 80.0},
                            {"label": "10:01", "calls": 5, "p50_ms": 25.0, "p95_ms": None}])
     assert drawn.count("<polyline") == 1 and "p95 80.0 ms over 3 action calls" in drawn
+
+
+def contrast(colour: str, background: str = "#ffffff") -> float:
+    """WCAG contrast ratio of two sRGB colours."""
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    lighter, darker = sorted((luminance(colour), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_chart_colours_have_enough_contrast_on_white() -> None:
+    assert contrast("#000000") == pytest.approx(21.0)
+    for colour in [*COLOURS.values(), *(colour for colour, _ in LINES.values())]:
+        assert contrast(colour) >= 3.0, colour  # WCAG 1.4.11, graphics
+        assert contrast(colour, "#f4f5f7") >= 3.0, colour  # the tiles' background
 
 
 # ---------------------------------------------------------------- staff sessions
