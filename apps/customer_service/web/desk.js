@@ -169,8 +169,10 @@ async function refresh() {
     const data = await response.json();
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
     renderTiles(data);
-    $("shares-chart").innerHTML = data.charts.shares;  // server-drawn SVG, text escaped there
-    $("latency-chart").innerHTML = data.charts.latency;
+    for (const [id, svg] of [["shares-chart", data.charts.shares], ["latency-chart", data.charts.latency]]) {
+      $(id).innerHTML = svg;  // server-drawn SVG, text escaped there
+      $(id).scrollLeft = $(id).scrollWidth;  // on a phone the chart scrolls: show the latest end
+    }
     renderSharesTable(data.series);
     renderLatency(data.latency);
     renderTickets(data);
