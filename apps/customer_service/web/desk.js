@@ -170,8 +170,10 @@ async function refresh() {
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
     renderTiles(data);
     for (const [id, svg] of [["shares-chart", data.charts.shares], ["latency-chart", data.charts.latency]]) {
-      $(id).innerHTML = svg;  // server-drawn SVG, text escaped there
-      $(id).scrollLeft = $(id).scrollWidth;  // on a phone the chart scrolls: show the latest end
+      const chart = $(id);  // on a phone the chart scrolls sideways: keep showing the latest end, unless scrolled back
+      const atEnd = chart.scrollLeft + chart.clientWidth >= chart.scrollWidth - 2;
+      chart.innerHTML = svg;  // server-drawn SVG, text escaped there
+      if (atEnd) chart.scrollLeft = chart.scrollWidth;
     }
     renderSharesTable(data.series);
     renderLatency(data.latency);

@@ -124,6 +124,8 @@ def test_desk_shows_what_customers_got_and_answers_a_ticket(bot: dict) -> None:
 
             desk.set_viewport_size({"width": 390, "height": 844})  # a phone
             assert desk.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            # the chart scrolls sideways instead of shrinking its text, showing the latest hours (next poll)
+            desk.wait_for_function("document.getElementById('shares-chart').scrollLeft > 0", timeout=15_000)
             desk.screenshot(path=str(SCREENSHOTS / "desk-phone.png"), full_page=False)
             desk.set_viewport_size({"width": 1366, "height": 900})
 
