@@ -46,7 +46,7 @@ from collections.abc import Callable
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from apps.finance_monitor.changelog import (
@@ -495,6 +495,10 @@ class StreamProcessor:
         log.warning("batch of %s not committed (%r): aborting its transaction and redoing it",
                     {f"{t}[{p}]": o for (t, p), o in result.offsets.items()}, error)
         try:
+            if isinstance(error, (KafkaTimeoutError, ChangelogError)):
+                # Sends to a deleted topic keep kafka-python's transaction busy (AddPartitionsToTxn retried
+                # without end), and abort_transaction would wait for it forever.
+                raise error
             self.producer.abort_transaction()
         except KafkaError as fatal:
             if self._aborts > MAX_ABORTS:
