@@ -22,6 +22,15 @@ Parts (``--parts``, each merged into the figures file as it finishes, so a parti
   FallbackClassifier threshold is tuned on dev for that classifier and recorded first, so the Rasa
   server measured here already runs with it.
 * ``diet``: Rasa's own DIET pipeline trained on the same train split (``--diet-epochs``), test accuracy.
+* ``scope``: out-of-scope understanding. The scope model (``apps/customer_service/scope.py``) is
+  trained as ``python -m apps.customer_service scope train`` does (BANKING77 train as in-scope
+  examples; BANKING77 dev and ``clinc150_oos/oos_train.csv`` for calibration and thresholds), then
+  reported on ``clinc150_oos/oos_val.csv`` and the BANKING77 test split: first the model alone
+  (``scope_offline``), then through the running Rasa server and action server, every message a
+  new conversation (``oos``, ``in_scope``, ``handoff_tickets_per_1000_oos``). OOS recall = share
+  declined or asked to rephrase; precision = of all messages declined or asked to rephrase (OOS
+  validation + BANKING77 test), the share that are out of scope. Intent model: ``--intent-model``,
+  else the registry's production ``intent-banking77``, else retrieval intents (said in the figures).
 
     python -m benchmarks.bot                                   # everything
     python -m benchmarks.bot --parts retrieval --limit 300     # quick look on a test subsample
@@ -72,10 +81,11 @@ from core.registry import ModelNotFoundError, Registry
 
 log = logging.getLogger("benchmarks.bot")
 OUTPUT = datasets.REPO_ROOT / "var" / "bench" / "bot.json"
-PARTS = ("retrieval", "intents", "diet")
+PARTS = ("retrieval", "intents", "diet", "scope")
 RERANK_WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # re-ranker shares tried on dev (the rest of the score: cosine)
 INTENT_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)  # intent fusion weights tried on dev
 TOKEN = re.compile(r"\w+")
+OOS_VALIDATION = "clinc150_oos/oos_val.csv"  # reported on only (scope part)
 
 
 # ---------------------------------------------------------------------------------------------- retrieval
@@ -542,10 +552,8 @@ def record_retrieval_thresholds(registry: Registry, thresholds: dict, embedder_p
 
 
 def _production(registry: Registry, name: str) -> str | None:
-    try:
-        return str(registry.path(name, "production"))
-    except (ModelNotFoundError, FileNotFoundError, ValueError):
-        return None
+    found = registry.production_path(name)
+    return str(found) if found is not None else None
 
 
 def tuned_path() -> Path:
@@ -660,6 +668,156 @@ def run_intents(args, splits, registry: Registry) -> dict:
             "latency_p95_ms": round(float(np.percentile(latencies, 95)), 1) if latencies else None,
             "latency_answered": len(latencies), "latency_sent": min(len(test), args.latency_queries),
             "intent_test_queries": len(test)}
+
+
+# ---------------------------------------------------------------------------------------------- scope
+OUTCOMES = ("declined", "rephrase", "clarify", "answer", "handoff", "form", "other")
+
+
+def outcome(messages: list[dict], form_start: str) -> str:
+    """What the bot did with one message, from its REST reply."""
+    custom = {key: value for m in messages if isinstance(m.get("custom"), dict) for key, value in m["custom"].items()}
+    text = "\n".join(str(m.get("text") or "") for m in messages)
+    if "handoff" in custom:
+        return "handoff"
+    if form_start and form_start in text:
+        return "form"
+    decision = (custom.get("scope") or {}).get("decision")
+    if decision in ("declined", "rephrase"):
+        return decision
+    if "rephrase" in custom:
+        return "rephrase"
+    kb = (custom.get("kb") or {}).get("decision")
+    return {"answer": "answer", "clarify": "clarify"}.get(kb, "other")
+
+
+def scope_intent_model(args, registry: Registry) -> str:
+    if args.intent_model is not None:
+        return str(args.intent_model)
+    return _production(registry, INTENT_NAME) or "retrieval"
+
+
+def run_scope(args, splits, registry: Registry) -> dict:
+    import httpx
+
+    from apps.customer_service.launch import actions_ready, free_port, start_service, stop_service, wait_until
+    from apps.customer_service.launch import rasa_ready as rasa_is_ready
+    from apps.customer_service.rasa_project import train
+    from apps.customer_service.scope_training import OOS_TRAIN, read_column, train_scope
+    from apps.customer_service.settings import settings_from_env
+    from apps.customer_service.tokens import rasa_token
+    from core.inference.embedder import Embedder
+    from core.metrics import expected_calibration_error
+
+    started = time.monotonic()
+    intent_model_used = scope_intent_model(args, registry)
+    oos_val = read_column(datasets.datasets_dir() / OOS_VALIDATION, "text")
+    test = subsample(splits["test"], args.limit)
+    state = Path(tempfile.mkdtemp(prefix="bench-bot-scope-"))
+    env = {**os.environ, "CS_STATE_DIR": str(state), "CS_ACTIONS_PORT": str(free_port()),
+           "CS_RASA_PORT": str(free_port()), "CS_INTENT_MODEL": intent_model_used, "HF_HUB_OFFLINE": "1",
+           "TEXTML_DATASETS_DIR": str(datasets.datasets_dir())}
+    env.pop("CS_SCOPE_MODEL", None)
+    settings = settings_from_env(env)
+    model = train_scope(settings, log=log.info)
+    log.info("scope model: %s", model.card.figures)
+
+    # the model alone
+    encode = Embedder.load(settings.embedder).encode
+    p_oos = model.p_out(model.nearest(encode(oos_val)))
+    p_in = model.p_out(model.nearest(encode(test.texts)))
+    limits = model.card.thresholds
+    probs = np.r_[p_oos, p_in]
+    labels = np.r_[np.ones(len(p_oos)), np.zeros(len(p_in))]
+    balanced = np.r_[np.ones(len(p_oos)), rng_subsample(len(p_in), len(p_oos))]  # as many in-scope as OOS rows
+    offline = {
+        "oos_recall": round(float(np.mean(p_oos >= limits.unsure)), 4),
+        "oos_declined": round(float(np.mean(p_oos >= limits.decline)), 4),
+        "in_scope_flagged": round(float(np.mean(p_in >= limits.unsure)), 4),
+        "in_scope_declined": round(float(np.mean(p_in >= limits.decline)), 4),
+        "brier_balanced": round(float(np.mean(((probs - labels) ** 2)[balanced > 0])), 4),
+        "ece_balanced": round(expected_calibration_error(
+            np.c_[1 - probs[balanced > 0], probs[balanced > 0]], labels[balanced > 0].astype(int)), 4),
+        "thresholds": {"decline": limits.decline, "unsure": limits.unsure}, "dev": model.card.figures,
+        "data": model.card.data, "reported_on": {OOS_VALIDATION: len(oos_val), test.source: len(test)},
+        "embedder": settings.embedder, "not_used": OOS_TRAIN + " is calibration data, not reported on",
+    }
+    log.info("scope model alone: %s", {k: v for k, v in offline.items() if not isinstance(v, dict)})
+
+    token = rasa_token(settings)
+    domain = yaml.safe_load((APP_DIR / "rasa" / "domain" / "domain.yml").read_text(encoding="utf-8"))
+    form_start = domain["responses"]["utter_lost_card_start"][0]["text"]
+    processes = []
+    try:
+        from apps.customer_service.ingest import ingest
+
+        ingest(settings.kb_dir, settings.index_dir, settings.embedder)
+        actions = start_service("actions", state / "actions.log", env)
+        processes.append(actions)
+        train(settings)
+        rasa = start_service("rasa", state / "rasa.log", env)
+        processes.append(rasa)
+        wait_until(lambda: actions_ready(settings.actions_url), actions, state / "actions.log", "action server", 900)
+        wait_until(lambda: rasa_is_ready(settings.rasa_url, state / "rasa.log", token), rasa, state / "rasa.log",
+                   "Rasa", 900)
+        client = httpx.Client(timeout=120)
+
+        def talk(prefix: str, texts: list[str], parse: bool) -> tuple[list[str], list[str], list[float]]:
+            outcomes, intents, latencies = [], [], []
+            for i, text in enumerate(texts):
+                sent = time.perf_counter()
+                reply = client.post(f"{settings.rasa_url}/webhooks/rest/webhook",
+                                    json={"sender": f"{prefix}-{i}", "message": text}).json()
+                latencies.append((time.perf_counter() - sent) * 1000)
+                outcomes.append(outcome(reply, form_start))
+                if parse:
+                    parsed = client.post(f"{settings.rasa_url}/model/parse", params={"token": token},
+                                         json={"text": text}).json()
+                    ranking = [r["name"] for r in parsed.get("intent_ranking", []) if r["name"] != "nlu_fallback"]
+                    intents.append(ranking[0] if ranking else parsed["intent"]["name"])
+                if (i + 1) % 250 == 0:
+                    log.info("%s: %d/%d messages", prefix, i + 1, len(texts))
+            return outcomes, intents, latencies
+
+        oos_outcomes, _, _ = talk("oos", oos_val, parse=False)
+        in_outcomes, in_intents, in_latencies = talk("in", test.texts, parse=True)
+    finally:
+        for process in reversed(processes):
+            stop_service(process)
+    tickets = sum(o == "handoff" for o in oos_outcomes)
+    caught_oos = sum(o in ("declined", "rephrase") for o in oos_outcomes)
+    caught_in = sum(o in ("declined", "rephrase") for o in in_outcomes)
+    answered = [lat for o, lat in zip(in_outcomes, in_latencies, strict=True) if o == "answer"]
+    figures = {
+        "oos": {"recall": round(caught_oos / len(oos_val), 4),
+                "precision": round(caught_oos / (caught_oos + caught_in), 4) if caught_oos + caught_in else None,
+                "ticket_rate": round(tickets / len(oos_val), 4),
+                "kb_answer_rate": round(sum(o == "answer" for o in oos_outcomes) / len(oos_val), 4),
+                "form_rate": round(sum(o == "form" for o in oos_outcomes) / len(oos_val), 4),
+                "outcomes": {name: oos_outcomes.count(name) for name in OUTCOMES}, "messages": len(oos_val),
+                "not_caught": [{"text": text, "outcome": o} for text, o in zip(oos_val, oos_outcomes, strict=True)
+                               if o not in ("declined", "rephrase")][:20]},
+        "in_scope": {"intent_accuracy_rasa": round(float(np.mean([p == y for p, y in zip(
+                         in_intents, test.labels, strict=True)])), 4),
+                     "answered_share": round(sum(o == "answer" for o in in_outcomes) / len(test), 4),
+                     "outcomes": {name: in_outcomes.count(name) for name in OUTCOMES}, "messages": len(test),
+                     "latency_p50_ms": round(float(np.percentile(in_latencies, 50)), 1),
+                     "latency_p95_ms": round(float(np.percentile(in_latencies, 95)), 1),
+                     "answered_latency_p95_ms": round(float(np.percentile(answered, 95)), 1) if answered else None},
+        "handoff_tickets_per_1000_oos": round(1000 * tickets / len(oos_val), 1),
+        "scope_setup": {"intent_model": intent_model_used, "embedder": settings.embedder,
+                        "reranker": settings.reranker, "scope_model": str(settings.scope_dir),
+                        "seconds": round(time.monotonic() - started, 1)},
+    }
+    log.info("through Rasa: oos %s; in scope %s", figures["oos"], figures["in_scope"])
+    return {"scope_offline": offline, **figures}
+
+
+def rng_subsample(n: int, k: int, seed: int = 13) -> np.ndarray:
+    """A 0/1 mask choosing ``k`` of ``n`` rows (all when ``k >= n``), seeded."""
+    mask = np.zeros(n)
+    mask[np.random.default_rng(seed).permutation(n)[: min(k, n)]] = 1
+    return mask
 
 
 # ---------------------------------------------------------------------------------------------- DIET
@@ -791,6 +949,8 @@ def main(argv: list[str] | None = None) -> int:
             figures = run_retrieval(args, splits, registry)
         elif part == "intents":
             figures = run_intents(args, splits, registry)
+        elif part == "scope":
+            figures = run_scope(args, splits, registry)
         else:
             figures = run_diet(args, splits)
         merged = merge(args.output, figures, args)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from apps.customer_service.actions import make_actions
 from apps.customer_service.desk import Desk, add_desk_routes, is_desk_path
+from apps.customer_service.encode_cache import CachedEncoder
 from apps.customer_service.events import EventLog
 from apps.customer_service.handover import Handover, handover_for
 from apps.customer_service.intents import ClassifierIntents, RetrievalIntents
@@ -73,15 +74,16 @@ def load_services(settings: BotSettings) -> Services:
     from core.inference.embedder import Embedder
 
     embedder = Embedder.load(settings.embedder)
+    encode = CachedEncoder(embedder.encode)  # /intents, the scope decision and retrieval embed the same text
     reranker = None
     if settings.reranker:
         from core.inference.reranker import Reranker
 
         reranker = Reranker.load(settings.reranker)
     holder = IndexHolder(settings.index_dir)
-    retriever = Retriever(embedder.encode, holder, reranker, settings.retrieval)
+    retriever = Retriever(encode, holder, reranker, settings.retrieval)
     if settings.intent_model == "retrieval":
-        intents = RetrievalIntents(embedder.encode, holder)
+        intents = RetrievalIntents(encode, holder)
     else:
         from core.inference.classifier import TextClassifier
 
@@ -98,7 +100,7 @@ def load_services(settings: BotSettings) -> Services:
              settings.threshold_sources.get("intent_fusion", "off: not tuned for these models"))
     scope = load_scope(settings)
     return Services(retriever, TicketStore(settings.tickets_db), intents, EventLog(settings.events_db), scope,
-                    embedder.encode)
+                    encode)
 
 
 def load_scope(settings: BotSettings) -> ScopeModel | None:

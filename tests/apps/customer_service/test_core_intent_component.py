@@ -93,8 +93,11 @@ ANSWERS = {  # text -> (best intent, confidence, scope decision or None for "no 
     "find my wallet": ("lost_or_stolen_card", 0.6, "in"),
     "I lost my card": ("lost_or_stolen_card", 0.97, "in"),
     "top up?": ("top_up", 0.9, "in"),
-    "goodbye": ("terminate_account", 0.857, "out"),
+    "goodbye": ("terminate_account", 0.857, "in"),
+    "yes and who won the cup": ("top_up", 0.2, "out"),
+    "talk to a human please": ("top_up", 0.2, "out"),
 }
+RASA_INTENTS = {"goodbye": "goodbye", "yes and who won the cup": "affirm", "talk to a human please": "human_handoff"}
 
 class Intents(BaseHTTPRequestHandler):
     def do_POST(self):
@@ -114,9 +117,9 @@ class Intents(BaseHTTPRequestHandler):
 
 server = HTTPServer(("127.0.0.1", 0), Intents)
 threading.Thread(target=server.serve_forever, daemon=True).start()
-config = {"keep_intents": ["goodbye"], "keep_threshold": 0.5, "form_intents": ["lost_or_stolen_card"],
-          "form_threshold": 0.8, "url": f"http://127.0.0.1:{server.server_port}/intents"}
-messages = [Message(data={"text": text, "intent": {"name": "goodbye" if text == "goodbye" else "bank_question",
+config = {"keep_intents": ["goodbye", "affirm", "human_handoff"], "keep_threshold": 0.5,
+          "form_intents": ["lost_or_stolen_card"], "form_threshold": 0.8, "url": f"http://127.0.0.1:{server.server_port}/intents"}
+messages = [Message(data={"text": text, "intent": {"name": RASA_INTENTS.get(text, "bank_question"),
                                                    "confidence": 0.9}}) for text in ANSWERS]
 CoreIntentClassifier(config).process(messages)
 print(json.dumps([[m.get("intent")["name"], [r["name"] for r in m.get("intent_ranking") or []][:2],
@@ -139,10 +142,12 @@ def test_scope_decisions_and_forms_only_on_confident_intents(with_scope: bool) -
     # a form intent below form_threshold goes to nlu_fallback (the answering action), with or without scopes
     assert names[2:5] == ["nlu_fallback", "lost_or_stolen_card", "top_up"]
     assert routed[2][1] == ["nlu_fallback", "lost_or_stolen_card"]  # the ranking stays for the topics
-    assert names[5] == "goodbye"  # confident small talk wins over a scope decision
+    assert names[5] == "goodbye" and names[7] == "human_handoff"  # confident small talk; a person is always heard
     if with_scope:
+        assert names[6] == "out_of_scope"  # "out" beats small talk that Rasa misread
         assert routed[0] == ["out_of_scope", ["out_of_scope", "exchange_rate"], "out"]
         assert routed[1] == ["unsure_scope", ["unsure_scope", "card_arrival"], "unsure"]
         assert routed[3][2] == "in"
     else:  # no scope model: core's intents as before
         assert names[:2] == ["exchange_rate", "card_arrival"] and all(scope is None for _, _, scope in routed)
+        assert names[6] == "affirm"

@@ -17,7 +17,9 @@ calls with its token: the component sends ``Authorization: Bearer $CS_ACTIONS_TO
   it calls out of scope gets the intent ``out_of_scope`` (the bot declines and says what it can do),
   one it is unsure about gets ``unsure_scope`` (the bot asks to rephrase and offers the likeliest
   topics), each with confidence 1 (the decision is made; ``scope`` in the parse data has ``p_out``)
-  and core's ranking after it. Confident small talk still wins, as above.
+  and core's ranking after it. Confident small talk still wins over "unsure", and over "out" only
+  when it is a request for a person (``keep_over_scope``): the bot's small talk is among the scope
+  model's in-scope examples, so an "out" means Rasa misread the message.
 * A form starts only on a confident in-scope intent: a ``form_intents`` intent below
   ``form_threshold`` becomes ``nlu_fallback`` (the answering action decides), its ranking kept.
 * An empty or whitespace-only message gets the intent ``empty_message`` (the bot asks for text).
@@ -63,6 +65,7 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
             "keep_intents": [],                      # Rasa's own intents that win when confident
             "keep_threshold": 0.5,
             "keep_max_words": 12,                    # ... in messages of at most this many words
+            "keep_over_scope": ["human_handoff", "out_of_scope"],  # kept even when the scope model says "out"
             "override_threshold": 0.95,               # core's confidence that overrides confident small talk
             "unavailable_intent": UNAVAILABLE,
             "form_intents": [],                      # intents that start a form ...
@@ -102,7 +105,7 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
                                            strict=True):
             if scope is not None:
                 message.set("scope", scope, add_to_output=True)
-            if self._kept(message) and not self._overrides(ranking):
+            if self._kept(message) and not self._overrides(ranking) and not self._scope_overrides(message, scope):
                 continue  # confident small talk (also when the intent service is down)
             if ranking is None:
                 self._set(message, [{INTENT_NAME_KEY: self.component_config["unavailable_intent"],
@@ -117,6 +120,14 @@ class CoreIntentClassifier(GraphComponent, IntentClassifier):
             elif ranked:  # an empty ranking: the model knows nothing about it, keep Rasa's own intent
                 self._set(message, ranked)
         return messages
+
+    def _scope_overrides(self, message: Message, scope: Optional[Dict[Text, Any]]) -> bool:
+        """Whether the scope model's "out" beats Rasa's small talk: the small talk the bot knows is among the
+        scope model's in-scope examples, so "out" means Rasa's n-grams misread it ("yes, and who won the
+        cup?" is no plain yes). A request for a person is honoured whatever the scope model says."""
+        intent = (message.get(INTENT) or {}).get(INTENT_NAME_KEY)
+        return (isinstance(scope, dict) and scope.get("decision") == "out"
+                and intent not in self.component_config["keep_over_scope"])
 
     def _unsure_form(self, best: Dict[Text, Any]) -> bool:
         """Whether the best intent would start a form without being confident enough to."""
