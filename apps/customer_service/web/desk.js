@@ -170,10 +170,9 @@ async function refresh() {
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
     renderTiles(data);
     for (const [id, svg] of [["shares-chart", data.charts.shares], ["latency-chart", data.charts.latency]]) {
-      const chart = $(id);  // on a phone the chart scrolls sideways: keep showing the latest end, unless scrolled back
-      const atEnd = chart.scrollLeft + chart.clientWidth >= chart.scrollWidth - 2;
+      const chart = $(id);
       chart.innerHTML = svg;  // server-drawn SVG, text escaped there
-      if (atEnd) chart.scrollLeft = chart.scrollWidth;
+      if (chart.dataset.pinned !== "false") chart.scrollLeft = chart.scrollWidth;
     }
     renderSharesTable(data.series);
     renderLatency(data.latency);
@@ -190,6 +189,12 @@ async function refresh() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  // on a phone a chart scrolls sideways: it keeps its latest end in view unless someone scrolled back
+  for (const chart of document.querySelectorAll(".chart")) {
+    chart.addEventListener("scroll", () => {
+      chart.dataset.pinned = String(chart.scrollLeft + chart.clientWidth >= chart.scrollWidth - 2);
+    });
+  }
   $("period").addEventListener("change", refresh);
   refresh();
 });

@@ -13,6 +13,7 @@ the servers train and start once for this module (``test_bot_e2e``'s fixture).
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -125,7 +126,11 @@ def test_desk_shows_what_customers_got_and_answers_a_ticket(bot: dict) -> None:
             desk.set_viewport_size({"width": 390, "height": 844})  # a phone
             assert desk.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
             # the chart scrolls sideways instead of shrinking its text, showing the latest hours (next poll)
-            desk.wait_for_function("document.getElementById('shares-chart').scrollLeft > 0", timeout=15_000)
+            # (polled from here: the page's Content-Security-Policy forbids Playwright's wait_for_function eval)
+            deadline = time.monotonic() + 15
+            while desk.evaluate("document.getElementById('shares-chart').scrollLeft") == 0:
+                assert time.monotonic() < deadline, "the phone-width chart does not show its latest end"
+                time.sleep(0.5)
             desk.screenshot(path=str(SCREENSHOTS / "desk-phone.png"), full_page=False)
             desk.set_viewport_size({"width": 1366, "height": 900})
 
