@@ -62,6 +62,9 @@ class Desk:
         self.tickets = tickets
         self.sessions = DeskSessions(staff_token)
         self.latency = LatencyTrack(latency_histogram)
+        # past the actions' per-message cache (encode_cache.CachedEncoder): thousands of grouped texts would evict
+        # the few that one customer message's intent, scope and retrieval steps share
+        encode = getattr(encode, "encode_uncached", encode)
         self.groups = UnansweredGroups(encode) if encode is not None else None
         self.sample_seconds = sample_seconds
 
