@@ -53,6 +53,7 @@ def test_protocol_a_catalog_holds_only_movies_with_a_train_interaction(data, hel
     assert sum(user.test < 0 for user in data.users) == 24
 
 
+@pytest.mark.slow
 def test_protocol_a_interactions_matrix_and_sequences_are_train_only(data, held_out) -> None:
     from benchmarks.recommender_sasrec import train_windows
 
