@@ -19,7 +19,9 @@ def main() -> None:
     if not token:
         sys.exit("start_rasa: CS_RASA_TOKEN is not set; start the server with `python -m apps.customer_service rasa`, "
                  "which passes the token (CS_RASA_TOKEN or <state>/secrets/rasa_token)")
-    sys.argv = ["rasa", *sys.argv[1:], "--auth-token", token]
+    # one argument, "--auth-token=TOKEN": a URL-safe token may start with "-", which argparse would
+    # take for an option (and fail: "argument -t/--auth-token: expected one argument")
+    sys.argv = ["rasa", *sys.argv[1:], f"--auth-token={token}"]
     from rasa.__main__ import main as rasa_main
 
     rasa_main()
