@@ -213,7 +213,7 @@ def test_a_changelog_deleted_while_the_processor_runs_is_recreated_and_its_state
         while config.changelog_topic in admin.list_topics() and time.monotonic() < deadline:
             time.sleep(0.2)
         produce(config.bootstrap_servers, config.input_topic, as_records(later), PARTITION)
-        assert wait_committed(config.bootstrap_servers, config.group_id, total, timeout_s=240) == total
+        assert wait_committed(config.bootstrap_servers, config.group_id, total, timeout_s=150) == total
     finally:
         admin.close()
         running.stop()
