@@ -54,8 +54,11 @@ def decode(key: bytes, value: bytes | None) -> Change:
     return tuple(json.loads(key)), None if value is None else json.loads(value)
 
 
-def ensure_changelog(admin: KafkaAdminClient, topic: str, partitions: int, replication: int = 1) -> tuple[str, bool]:
+def ensure_changelog(admin: KafkaAdminClient, topic: str, partitions: int, replication: int = -1) -> tuple[str, bool]:
     """Create the compacted changelog when it is missing; returns (its topic id, whether it was created now).
+
+    ``replication`` -1 is the broker's default (1 on one broker, 3 with ``min.insync.replicas=2`` on the
+    local cluster): state that one broker's loss would take with it is no state store.
 
     The topic id tells a changelog apart from an earlier one of the same name (deleted and recreated),
     whose offsets a local store's position must not be compared with.

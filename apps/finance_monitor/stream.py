@@ -80,10 +80,12 @@ REBALANCE_POLL_MS = 200  # least poll timeout while a rebalance is under way (Jo
 TRANSACTION_TIMEOUT_MS = 30_000
 MAX_ABORTS = 5  # batches in a row whose transaction failed before the processor gives up (and exits)
 MAX_BLOCK_MS = 15_000  # a send to a topic without metadata (the changelog was deleted) fails after this long
+BROKER_DEFAULT = -1  # replication factor: the broker's default.replication.factor (KIP-464)
 FLUSH_TIMEOUT_S = 30.0  # a batch's records not acknowledged by then fail the batch (it is aborted and redone)
 
 def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: float = 120.0) -> None:
-    """Create missing topics (``partitions`` each, replication 1); existing ones are left as they are.
+    """Create missing topics (``partitions`` each, the broker's default replication: 1 on one broker, 3 on the
+    local cluster); existing ones are left as they are.
 
     Waits up to ``wait_s`` for the broker: under `make up` the stream starts alongside it.
     """
@@ -110,7 +112,7 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, wait_s: fl
         log.info("the Kafka broker at %s answers after %.0f s", bootstrap, time.monotonic() - waiting_since)
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        missing = [NewTopic(t, partitions, BROKER_DEFAULT) for t in topics if t not in existing]
         if missing:
             try:
                 admin.create_topics(missing)

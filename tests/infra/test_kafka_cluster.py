@@ -249,3 +249,24 @@ def test_kill_the_transaction_coordinator_exactly_once(kafka_cluster: cluster.Cl
     """The same with the producer's transaction coordinator killed; needs ``tolerate_dead_coordinator``
     (without it kafka-python 3.0.12's ``commit_transaction()`` hangs for good)."""
     _kill_during_transactions_then_rejoin(kafka_cluster, kill_coordinator=True, patch_client=True)
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_finance_topics_and_changelog_are_replicated_on_the_cluster(
+        kafka_cluster: cluster.ClusterConfig) -> None:  # noqa: F811
+    from apps.finance_monitor.changelog import ensure_changelog
+    from apps.finance_monitor.stream import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = [f"fm.news.{suffix}", f"fm.scored.{suffix}"]
+    ensure_topics(kafka_cluster.bootstrap_servers, topics, partitions=4)
+    admin = _admin(kafka_cluster)
+    try:
+        ensure_changelog(admin, f"fm-{suffix}-state-changelog", 4)
+        for topic in [*topics, f"fm-{suffix}-state-changelog"]:
+            partitions = wait_for_isr(kafka_cluster, topic, 3)
+            assert len(partitions) == 4 and all(len(p["replica_nodes"]) == 3 for p in partitions), (topic, partitions)
+            assert _min_isr(admin, topic) == "2"
+    finally:
+        admin.close()
