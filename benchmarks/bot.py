@@ -56,6 +56,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -570,6 +572,29 @@ def subsample(split, limit: int | None):
 
 
 # ---------------------------------------------------------------------------------------------- intents
+@contextmanager
+def bot_servers(settings, env: dict[str, str], state: Path, token: str, timeout_s: float) -> Iterator[None]:
+    """The action server (loading its models while Rasa trains) and the Rasa server, up until the block ends."""
+    from apps.customer_service.launch import actions_ready, rasa_ready, start_service, stop_service, wait_until
+    from apps.customer_service.rasa_project import train
+
+    processes = []
+    try:
+        actions = start_service("actions", state / "actions.log", env)
+        processes.append(actions)
+        train(settings)
+        rasa = start_service("rasa", state / "rasa.log", env)
+        processes.append(rasa)
+        wait_until(lambda: actions_ready(settings.actions_url), actions, state / "actions.log", "action server",
+                   timeout_s)
+        wait_until(lambda: rasa_ready(settings.rasa_url, state / "rasa.log", token), rasa, state / "rasa.log", "Rasa",
+                   timeout_s)
+        yield
+    finally:
+        for process in reversed(processes):
+            stop_service(process)
+
+
 def intent_model(args, splits, registry: Registry) -> Path:
     """The ``intent-banking77`` production classifier, or one trained here with ``--train-classifier``."""
     if not args.train_classifier:
@@ -588,15 +613,7 @@ def intent_model(args, splits, registry: Registry) -> Path:
 def run_intents(args, splits, registry: Registry) -> dict:
     import httpx
 
-    from apps.customer_service.launch import (
-        actions_ready,
-        free_port,
-        start_service,
-        stop_service,
-        wait_until,
-    )
-    from apps.customer_service.launch import rasa_ready as rasa_is_ready
-    from apps.customer_service.rasa_project import train
+    from apps.customer_service.launch import free_port
     from apps.customer_service.settings import settings_from_env
     from apps.customer_service.tokens import rasa_token
     from core.inference.classifier import TextClassifier
@@ -627,16 +644,7 @@ def run_intents(args, splits, registry: Registry) -> dict:
     token = rasa_token(settings)  # Rasa's API token (/status, /model/parse); the servers read the same file
     log.info("intent fallback threshold %s (%s)", settings.intent_fallback,
              settings.threshold_sources["intent_fallback"])
-    processes = []
-    try:
-        actions = start_service("actions", state / "actions.log", env)  # ingests with the registry's embedder
-        processes.append(actions)
-        train(settings)
-        rasa = start_service("rasa", state / "rasa.log", env)
-        processes.append(rasa)
-        wait_until(lambda: actions_ready(settings.actions_url), actions, state / "actions.log", "action server", 600)
-        wait_until(lambda: rasa_is_ready(settings.rasa_url, state / "rasa.log", token), rasa, state / "rasa.log",
-                   "Rasa", 600)
+    with bot_servers(settings, env, state, token, timeout_s=600):  # the action server ingests with its embedder
         client = httpx.Client(timeout=60)
         names, fallbacks = [], 0
         for text in test.texts:
@@ -655,9 +663,6 @@ def run_intents(args, splits, registry: Registry) -> dict:
             elapsed = (time.perf_counter() - sent) * 1000
             if any(m.get("custom", {}).get("kb", {}).get("decision") == "answer" for m in reply):
                 latencies.append(elapsed)
-    finally:
-        for process in reversed(processes):
-            stop_service(process)
     return {"intent_accuracy_core": round(accuracy_core, 4), "intent_accuracy_rasa": round(accuracy_rasa, 4),
             "intent_fallback_rate_rasa": round(fallbacks / len(test), 4),
             "fallback_threshold_dev": fallback, "intent_fallback_threshold_used": settings.intent_fallback,
@@ -700,9 +705,7 @@ def scope_intent_model(args, registry: Registry) -> str:
 def run_scope(args, splits, registry: Registry) -> dict:
     import httpx
 
-    from apps.customer_service.launch import actions_ready, free_port, start_service, stop_service, wait_until
-    from apps.customer_service.launch import rasa_ready as rasa_is_ready
-    from apps.customer_service.rasa_project import train
+    from apps.customer_service.launch import free_port
     from apps.customer_service.scope_training import OOS_TRAIN, read_column, train_scope
     from apps.customer_service.settings import settings_from_env
     from apps.customer_service.tokens import rasa_token
@@ -747,19 +750,10 @@ def run_scope(args, splits, registry: Registry) -> dict:
     token = rasa_token(settings)
     domain = yaml.safe_load((APP_DIR / "rasa" / "domain" / "domain.yml").read_text(encoding="utf-8"))
     form_start = domain["responses"]["utter_lost_card_start"][0]["text"]
-    processes = []
-    try:
-        from apps.customer_service.ingest import ingest
+    from apps.customer_service.ingest import ingest
 
-        ingest(settings.kb_dir, settings.index_dir, settings.embedder)
-        actions = start_service("actions", state / "actions.log", env)
-        processes.append(actions)
-        train(settings)
-        rasa = start_service("rasa", state / "rasa.log", env)
-        processes.append(rasa)
-        wait_until(lambda: actions_ready(settings.actions_url), actions, state / "actions.log", "action server", 900)
-        wait_until(lambda: rasa_is_ready(settings.rasa_url, state / "rasa.log", token), rasa, state / "rasa.log",
-                   "Rasa", 900)
+    ingest(settings.kb_dir, settings.index_dir, settings.embedder)
+    with bot_servers(settings, env, state, token, timeout_s=900):
         client = httpx.Client(timeout=120)
 
         def talk(prefix: str, texts: list[str], parse: bool) -> tuple[list[str], list[str], list[float]]:
@@ -781,9 +775,6 @@ def run_scope(args, splits, registry: Registry) -> dict:
 
         oos_outcomes, _, _ = talk("oos", oos_val, parse=False)
         in_outcomes, in_intents, in_latencies = talk("in", test.texts, parse=True)
-    finally:
-        for process in reversed(processes):
-            stop_service(process)
     tickets = sum(o == "handoff" for o in oos_outcomes)
     caught_oos = sum(o in ("declined", "rephrase") for o in oos_outcomes)
     caught_in = sum(o in ("declined", "rephrase") for o in in_outcomes)
